@@ -1,0 +1,264 @@
+"""Tasks: batches of (train, valid) datasets that programs learn on.
+
+A :class:`Tasks` holds T tasks of equal shapes with a leading task axis, plus the
+per-epoch example order (epoch 0 in stored order, later epochs shuffled, as the
+reference does). Generators follow the reference's task shapes and seed offsets:
+scalar linear regression, the teacher two-layer-net regression, projected binary
+classification (here on scikit-learn's bundled digits), and tasks from user arrays.
+Data are generated on the host with NumPy from the given seeds, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from evojax_zero.ops import SUPPORTED_FEATURE_SIZES
+
+RMS_ERROR = "rms_error"
+ACCURACY = "accuracy"
+EVAL_TYPES = (RMS_ERROR, ACCURACY)
+
+# Seed offsets of the reference's task generators.
+_LINEAR_DATA, _LINEAR_PARAM = 939723201, 997958712
+_TEACHER_DATA, _TEACHER_PARAM = 865546086, 174299604
+_EPOCH_SHUFFLE = 3274582109
+DEFAULT_PARAM_SEEDS = (1001, 1012, 1010, 1000, 1006, 1008, 1007, 1003)
+DEFAULT_DATA_SEEDS = (11001, 11012, 11010, 11000, 11006, 11008, 11007, 11003)
+
+
+@struct.dataclass
+class Tasks:
+    """T tasks with a leading task axis. ``eval_type`` is static (same for all T)."""
+
+    train_x: jnp.ndarray  # [T, N_train, F]
+    train_y: jnp.ndarray  # [T, N_train]
+    valid_x: jnp.ndarray  # [T, N_valid, F]
+    valid_y: jnp.ndarray  # [T, N_valid]
+    epoch_order: jnp.ndarray  # int32[T, E, N_train]: example order of each epoch
+    eval_type: str = struct.field(pytree_node=False, default=RMS_ERROR)
+
+    @property
+    def num_tasks(self) -> int:
+        return int(self.train_x.shape[0])
+
+    @property
+    def num_train(self) -> int:
+        return int(self.train_x.shape[1])
+
+    @property
+    def num_valid(self) -> int:
+        return int(self.valid_x.shape[1])
+
+    @property
+    def num_epochs(self) -> int:
+        return int(self.epoch_order.shape[1])
+
+    @property
+    def feature_size(self) -> int:
+        return int(self.train_x.shape[2])
+
+    def __getitem__(self, idx) -> Tasks:
+        """Select tasks along the task axis (keeps the axis for int-array/slice indices)."""
+        if isinstance(idx, int):
+            idx = slice(idx, idx + 1)
+        return Tasks(self.train_x[idx], self.train_y[idx], self.valid_x[idx],
+                     self.valid_y[idx], self.epoch_order[idx], self.eval_type)
+
+
+def _check_feature_size(f: int) -> None:
+    if f not in SUPPORTED_FEATURE_SIZES:
+        raise ValueError(f"feature_size must be one of {SUPPORTED_FEATURE_SIZES}, got {f!r}")
+
+
+def _check_positive(name: str, v: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+
+
+def epoch_orders(data_seed: int, num_train: int, num_epochs: int) -> np.ndarray:
+    """[E, N] example order: epoch 0 as stored, later epochs shuffled from the data seed."""
+    rng = np.random.default_rng(data_seed + _EPOCH_SHUFFLE)
+    orders = [np.arange(num_train)]
+    for _ in range(1, num_epochs):
+        orders.append(rng.permutation(num_train))
+    return np.stack(orders).astype(np.int32)
+
+
+def _stack(items, eval_type: str, dtype) -> Tasks:
+    train_x, train_y, valid_x, valid_y, orders = (np.stack(z) for z in zip(*items, strict=True))
+    return Tasks(
+        train_x=jnp.asarray(train_x, dtype), train_y=jnp.asarray(train_y, dtype),
+        valid_x=jnp.asarray(valid_x, dtype), valid_y=jnp.asarray(valid_y, dtype),
+        epoch_order=jnp.asarray(orders, jnp.int32), eval_type=eval_type,
+    )
+
+
+def task_seeds(num_tasks: int, seeds: Sequence[int] | None, default: Sequence[int]) -> list[int]:
+    """``num_tasks`` seeds: the given (or default) list, continued by +1 past its last."""
+    base = list(default if seeds is None else seeds)
+    if not base:
+        raise ValueError("seed list must not be empty")
+    while len(base) < num_tasks:
+        base.append(base[-1] + 1)
+    return base[:num_tasks]
+
+
+def _default_dtype():
+    from evojax_zero.program import float_dtype
+
+    return float_dtype()
+
+
+def _regression_tasks(kind, num_tasks, feature_size, num_train, num_valid, num_epochs,
+                      param_seeds, data_seeds, dtype):
+    _check_feature_size(feature_size)
+    for name, v in (("num_tasks", num_tasks), ("num_train", num_train),
+                    ("num_valid", num_valid), ("num_epochs", num_epochs)):
+        _check_positive(name, v)
+    pseeds = task_seeds(num_tasks, param_seeds, DEFAULT_PARAM_SEEDS)
+    dseeds = task_seeds(num_tasks, data_seeds, DEFAULT_DATA_SEEDS)
+    items = []
+    F = feature_size
+    for ps, ds in zip(pseeds, dseeds, strict=True):
+        if kind == "linear":
+            w = np.random.default_rng(ps + _LINEAR_PARAM).standard_normal(F)
+            x = np.random.default_rng(ds + _LINEAR_DATA).standard_normal((num_train + num_valid, F))
+            y = x @ w
+        else:  # teacher two-layer net: rows/entries 0 and 2 zeroed
+            prng = np.random.default_rng(ps + _TEACHER_PARAM)
+            w1 = prng.standard_normal((F, F))
+            w2 = prng.standard_normal(F)
+            w1[[0, 2] if F > 2 else [0], :] = 0.0
+            w2[[0, 2] if F > 2 else [0]] = 0.0
+            x = np.random.default_rng(ds + _TEACHER_DATA).standard_normal(
+                (num_train + num_valid, F))
+            y = np.maximum(x @ w1.T, 0.0) @ w2
+        items.append((x[:num_train], y[:num_train], x[num_train:], y[num_train:],
+                      epoch_orders(ds, num_train, num_epochs)))
+    return _stack(items, RMS_ERROR, dtype or _default_dtype())
+
+
+def linear_regression(num_tasks: int = 10, feature_size: int = 4, num_train: int = 100,
+                      num_valid: int = 100, num_epochs: int = 1,
+                      param_seeds: Sequence[int] | None = None,
+                      data_seeds: Sequence[int] | None = None, dtype=None) -> Tasks:
+    """Scalar linear regression: x ~ N(0, I), w ~ N(0, I), y = w . x (no noise)."""
+    return _regression_tasks("linear", num_tasks, feature_size, num_train, num_valid,
+                             num_epochs, param_seeds, data_seeds, dtype)
+
+
+def teacher_regression(num_tasks: int = 1, feature_size: int = 4, num_train: int = 1000,
+                       num_valid: int = 100, num_epochs: int = 1,
+                       param_seeds: Sequence[int] | None = None,
+                       data_seeds: Sequence[int] | None = None, dtype=None) -> Tasks:
+    """Teacher two-layer net: y = w2 . relu(W1 x) with rows 0, 2 of W1 and entries 0, 2
+    of w2 zeroed (the reference's nonlinear task)."""
+    return _regression_tasks("teacher", num_tasks, feature_size, num_train, num_valid,
+                             num_epochs, param_seeds, data_seeds, dtype)
+
+
+def from_arrays(train_x, train_y, valid_x, valid_y, eval_type: str = RMS_ERROR,
+                num_epochs: int = 1, data_seed: int = 0, dtype=None) -> Tasks:
+    """Tasks from user arrays: ``[N, F]``/``[N]`` for one task or ``[T, N, F]``/``[T, N]``."""
+    if eval_type not in EVAL_TYPES:
+        raise ValueError(f"eval_type must be one of {EVAL_TYPES}, got {eval_type!r}")
+    _check_positive("num_epochs", num_epochs)
+    arrays = [np.asarray(a, np.float64) for a in (train_x, train_y, valid_x, valid_y)]
+    if arrays[0].ndim == 2:
+        arrays = [a[None] for a in arrays]
+    tx, ty, vx, vy = arrays
+    if tx.ndim != 3 or vx.ndim != 3:
+        raise ValueError(f"train_x/valid_x must be [N, F] or [T, N, F]; got {tx.shape}, {vx.shape}")
+    if ty.shape != tx.shape[:2] or vy.shape != vx.shape[:2]:
+        raise ValueError(
+            f"labels must match examples: train_x {tx.shape} vs train_y {ty.shape}, "
+            f"valid_x {vx.shape} vs valid_y {vy.shape}")
+    if tx.shape[0] != vx.shape[0] or tx.shape[2] != vx.shape[2]:
+        raise ValueError(f"train and valid disagree on tasks/features: {tx.shape} vs {vx.shape}")
+    _check_feature_size(tx.shape[2])
+    if eval_type == ACCURACY and not np.isin(np.concatenate([ty.ravel(), vy.ravel()]),
+                                             (0.0, 1.0)).all():
+        raise ValueError("accuracy tasks need labels in {0, 1}")
+    items = [(tx[t], ty[t], vx[t], vy[t], epoch_orders(data_seed + t, tx.shape[1], num_epochs))
+             for t in range(tx.shape[0])]
+    return _stack(items, eval_type, dtype or _default_dtype())
+
+
+def concat(*tasks: Tasks) -> Tasks:
+    """Concatenate task batches of equal shapes and eval type along the task axis."""
+    types = {t.eval_type for t in tasks}
+    if len(types) != 1:
+        raise ValueError(f"cannot concatenate tasks of different eval types {types}")
+    return Tasks(*(jnp.concatenate(z) for z in zip(
+        *[(t.train_x, t.train_y, t.valid_x, t.valid_y, t.epoch_order) for t in tasks],
+        strict=True)), eval_type=types.pop())
+
+
+# ---------------------------------------------------------------------------------------
+# Projected binary classification on real data (offline: scikit-learn's digits)
+# ---------------------------------------------------------------------------------------
+
+DIGITS_CLASSES = tuple(range(10))
+
+
+def projected_binary(pairs: Sequence[tuple[int, int]], seeds: Sequence[int],
+                     feature_size: int = 16, dataset: str = "digits",
+                     num_epochs: int = 1, split=(0.8, 0.1, 0.1), dtype=None,
+                     return_test: bool = False):
+    """Binary classification tasks on pairs of classes, as the reference builds its
+    projected CIFAR-10 tasks: labels pos -> 1, neg -> 0; stratified train/valid/test
+    split (80/10/10) by ``seed``; a random Gaussian projection to ``feature_size`` dims
+    drawn from ``seed``; standardisation fitted on the train split.
+
+    One task per (pair, seed). Returns Tasks (and test arrays if ``return_test``).
+    Only scikit-learn's bundled ``digits`` (8x8 images, ~180 per class) is offline.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    if dataset != "digits":
+        raise ValueError(f"dataset must be 'digits' (the only offline one), got {dataset!r}")
+    _check_feature_size(feature_size)
+    if len(pairs) != len(seeds):
+        raise ValueError(f"need one seed per pair; got {len(pairs)} pairs, {len(seeds)} seeds")
+    data = load_digits()
+    X_all, y_all = data.data.astype(np.float64), data.target
+    items, tests = [], []
+    sizes = None
+    for (pos, neg), seed in zip(pairs, seeds, strict=True):
+        if pos not in DIGITS_CLASSES or neg not in DIGITS_CLASSES or pos == neg:
+            raise ValueError(f"pair must be two distinct digits 0-9, got {(pos, neg)}")
+        n = int(min((y_all == pos).sum(), (y_all == neg).sum()))
+        X = np.concatenate([X_all[y_all == pos][:n], X_all[y_all == neg][:n]])
+        y = np.concatenate([np.ones(n), np.zeros(n)])
+        n_test = int(round(split[2] * len(y)))
+        n_valid = int(round(split[1] * len(y)))
+        X_rest, X_test, y_rest, y_test = train_test_split(
+            X, y, test_size=n_test, stratify=y, random_state=seed)
+        X_train, X_valid, y_train, y_valid = train_test_split(
+            X_rest, y_rest, test_size=n_valid, stratify=y_rest, random_state=seed)
+        proj = np.random.RandomState(seed).standard_normal((X.shape[1], feature_size))
+        scaler = StandardScaler().fit(X_train @ proj)
+        X_train, X_valid, X_test = (scaler.transform(a @ proj) for a in (X_train, X_valid, X_test))
+        sizes = sizes or (len(y_train), len(y_valid))
+        # Pairs can differ by a few examples; trim to the first task's sizes.
+        m_tr, m_va = sizes
+        if len(y_train) < m_tr or len(y_valid) < m_va:
+            raise ValueError("all pairs must have at least as many examples as the first")
+        items.append((X_train[:m_tr], y_train[:m_tr], X_valid[:m_va], y_valid[:m_va],
+                      epoch_orders(seed, m_tr, num_epochs)))
+        tests.append((X_test, y_test))
+    tasks = _stack(items, ACCURACY, dtype or _default_dtype())
+    if return_test:
+        return tasks, tests
+    return tasks
+
+
+def all_digit_pairs() -> list[tuple[int, int]]:
+    """The 45 unordered pairs (pos > neg) of digit classes."""
+    return [(a, b) for a in DIGITS_CLASSES for b in DIGITS_CLASSES if a > b]
