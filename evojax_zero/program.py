@@ -300,8 +300,10 @@ def _fmt64(x: float) -> str:
     return repr(float(x))
 
 
-def instruction_to_text(row: Sequence) -> str:
-    """One instruction (plain list) as reference-style code, e.g. ``s1 = dot(v1, v0)``."""
+def instruction_to_text(row: Sequence, single: bool = False) -> str:
+    """One instruction (plain list) as reference-style code, e.g. ``s1 = dot(v1, v0)``.
+
+    ``single`` prints activation data as float32 (programs stored in float32)."""
     op, in1, in2, out, act, f0, f1, f2 = (list(row) + [0.0] * 8)[:8]
     s = OP_SPECS[int(op)]
     if s.op == Op.NO_OP:
@@ -314,7 +316,7 @@ def instruction_to_text(row: Sequence) -> str:
     a = f"{KIND_PREFIX[s.in1]}{int(in1)}" if s.in1 else ""
     b = f"{KIND_PREFIX[s.in2]}{int(in2)}" if s.in2 else ""
     rhs = s.template.format(
-        a=a, b=b, act=_fmt64(act), f0=_fmt32(f0), f1=_fmt32(f1), f2=_fmt32(f2)
+        a=a, b=b, act=_fmt32(act) if single else _fmt64(act), f0=_fmt32(f0), f1=_fmt32(f1), f2=_fmt32(f2)
     )
     return f"{lhs} = {rhs}"
 
@@ -322,10 +324,11 @@ def instruction_to_text(row: Sequence) -> str:
 def to_text(program: Program) -> str:
     """Readable code for one program, in the reference's ``def Setup():`` style."""
     lists = to_lists(program)
+    single = program.setup.data.dtype == np.float32
     lines = []
     for fn in FUNCTION_NAMES:
         lines.append(f"def {_TITLES[fn]}():")
-        lines.extend("  " + instruction_to_text(r) for r in lists[fn])
+        lines.extend("  " + instruction_to_text(r, single) for r in lists[fn])
     return "\n".join(lines) + "\n"
 
 

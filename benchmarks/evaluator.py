@@ -1,0 +1,130 @@
+"""Evaluator throughput: (program, task) evaluations per second per configuration.
+
+Prints one JSON line per (configuration, backend) with config, backend, device,
+population, evals_per_s, instr_per_s, compile_s and the ratio to the C++ reference's
+measured per-core rate (134k evaluations per CPU-second on the demo configuration).
+
+    python benchmarks/evaluator.py                 # all configs, all available backends
+    python benchmarks/evaluator.py --configs demo --population 4096 --backends xla
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from evojax_zero import program as P  # noqa: E402
+from evojax_zero import tasks as T  # noqa: E402
+from evojax_zero.evaluator import EvalConfig, Evaluator  # noqa: E402
+from evojax_zero.ops import FIRST_OUT_ADDRESS, OP_SPECS, Kind  # noqa: E402
+
+REFERENCE_EVALS_PER_CPU_S = 134_000  # demo configuration, contract section 6
+DEMO_OPS = (56, 27, 2, 3, 18, 23)
+ALL_OPS = tuple(range(1, 65))
+
+# name: (spec kwargs, sizes (setup, predict, learn), task factory)
+CONFIGS = {
+    "demo": (dict(num_scalars=4, num_vectors=3, num_matrices=1, feature_size=4,
+                  setup_ops=DEMO_OPS, predict_ops=DEMO_OPS, learn_ops=DEMO_OPS),
+             (10, 2, 8), lambda: T.linear_regression(10, 4, 100, 100)),
+    "linear": (dict(num_scalars=4, num_vectors=3, num_matrices=1, feature_size=4,
+                    setup_ops=(56,), predict_ops=(27,), learn_ops=(2, 3, 18, 23)),
+               (5, 1, 4), lambda: T.linear_regression(10, 4, 100, 100)),
+    "nonlinear": (dict(num_scalars=5, num_vectors=9, num_matrices=2, feature_size=4,
+                       setup_ops=(63, 64), predict_ops=(31, 16, 27),
+                       learn_ops=(2, 3, 18, 25, 16, 28, 29, 39, 23, 31)),
+                  (7, 4, 10), lambda: T.teacher_regression(1, 4, 1000, 100)),
+    "full65_f4": (dict(num_scalars=4, num_vectors=3, num_matrices=1, feature_size=4,
+                       setup_ops=ALL_OPS, predict_ops=ALL_OPS, learn_ops=ALL_OPS),
+                  (10, 2, 8), lambda: T.linear_regression(10, 4, 100, 100)),
+    "full65_f16": (dict(num_scalars=20, num_vectors=20, num_matrices=20, feature_size=16,
+                        setup_ops=ALL_OPS, predict_ops=ALL_OPS, learn_ops=ALL_OPS),
+                   (10, 2, 8), lambda: T.linear_regression(10, 16, 100, 100)),
+}
+
+
+def random_programs(spec: P.ProgramSpec, sizes, n: int, seed: int) -> P.Program:
+    """n random full-size programs over the spec's ops (host-side, for benchmarks)."""
+    rng = np.random.default_rng(seed)
+    progs = []
+    for _ in range(n):
+        fns = {}
+        for fn, size in zip(("setup", "predict", "learn"), sizes, strict=True):
+            ops = [o for o in spec.ops(fn) if o != 0] or [0]
+            rows = []
+            for _ in range(size):
+                s = OP_SPECS[int(rng.choice(ops))]
+
+                def addr(kind, out=False):
+                    if kind == Kind.NONE:
+                        return 0
+                    lo = FIRST_OUT_ADDRESS[kind] if out else 0
+                    return int(rng.integers(lo, spec.num_addresses(kind)))
+
+                rows.append([int(s.op), addr(s.in1), addr(s.in2), addr(s.out, True),
+                             rng.uniform(-1, 1), rng.uniform(0, 1), rng.uniform(0, 1),
+                             rng.uniform(-1, 1)])
+            fns[fn] = rows
+        progs.append(P.from_lists(spec, **fns))
+    return P.stack(progs)
+
+
+def measure(name: str, backend: str, population: int, repeats: int) -> dict:
+    spec_kw, sizes, make_tasks = CONFIGS[name]
+    spec = P.ProgramSpec(**spec_kw, max_setup_size=sizes[0], max_predict_size=sizes[1],
+                         max_learn_size=sizes[2])
+    tasks = make_tasks()
+    ev = Evaluator(spec, EvalConfig(), backend=backend)
+    progs = [random_programs(spec, sizes, population, seed) for seed in range(2)]
+    key = jax.random.key(0)
+    t0 = time.perf_counter()
+    jax.block_until_ready(ev.per_task(progs[0], tasks, key))
+    compile_s = time.perf_counter() - t0
+    times = []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(ev.per_task(progs[(r + 1) % 2], tasks, key))
+        times.append(time.perf_counter() - t0)
+    dt = min(times)
+    evals = population * tasks.num_tasks
+    steps = tasks.num_train + tasks.num_valid
+    instr_per_eval = sizes[0] + tasks.num_train * (sizes[1] + sizes[2]) + tasks.num_valid * sizes[1]
+    evals_per_s = evals / dt
+    return {
+        "config": name, "backend": ev.backend, "device": str(jax.devices()[0].device_kind),
+        "platform": jax.default_backend(), "cores": os.cpu_count(), "population": population,
+        "tasks": tasks.num_tasks, "examples_per_eval": steps, "seconds": round(dt, 4),
+        "evals_per_s": round(evals_per_s, 1), "instr_per_s": round(evals_per_s * instr_per_eval),
+        "compile_s": round(compile_s, 2),
+        "ratio_to_reference_per_core": round(evals_per_s / REFERENCE_EVALS_PER_CPU_S, 4),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--backends", default="xla,native")
+    ap.add_argument("--population", type=int, default=1024)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    for name in args.configs.split(","):
+        if name not in CONFIGS:
+            raise ValueError(f"--configs: unknown {name!r}; choose from {list(CONFIGS)}")
+        for backend in args.backends.split(","):
+            try:
+                row = measure(name, backend, args.population, args.repeats)
+            except ValueError as e:  # backend unavailable
+                row = {"config": name, "backend": backend, "skipped": str(e)}
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,293 @@
+"""Score a population of programs on a batch of tasks in one jitted, vmapped call.
+
+Per (program, task), exactly as the reference executor: memory wiped, Setup once, then
+per epoch ``Train(min(N, remaining))`` followed by ``Validate()``; the fitness is the best
+validation fitness over epochs. A train step sets ``v0 <- x, s0 <- 0``, runs Predict
+(for accuracy tasks ``s1 <- sigmoid(s1)`` in memory), stops early if ``|y - s1|`` is NaN or
+exceeds ``max_abs_error``, then sets ``v0 <- x, s0 <- y`` and runs Learn. Memory persists
+across examples, epochs and validation. An early stop in the first epoch gives fitness 0;
+in a later epoch, the best fitness so far.
+
+Example::
+
+    ev = Evaluator(spec, EvalConfig())
+    fitness = ev(programs, tasks, jax.random.key(0))   # float[P]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from evojax_zero.interpreter import FunctionRunner, Memory, flip_and_squash, sigmoid, zero_memory
+from evojax_zero.program import Program, ProgramSpec
+from evojax_zero.tasks import ACCURACY, RMS_ERROR, Tasks
+
+COMBINE_MODES = ("mean", "median")
+BACKENDS = ("auto", "xla", "native")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """How programs are trained and scored on each task.
+
+    num_train_examples: train steps requested per task (None: all ``N_train * epochs``).
+    num_valid_examples: validate only the first k examples (None: all). The fitness
+        divisor stays the task's full validation count, as in the reference.
+    max_abs_error: errors above this stop training early (exactly equal is accepted).
+    combine: how per-task fitnesses combine, "mean" or "median".
+    """
+
+    num_train_examples: int | None = None
+    num_valid_examples: int | None = None
+    max_abs_error: float = 100.0
+    combine: str = "mean"
+
+    def __post_init__(self):
+        for name in ("num_train_examples", "num_valid_examples"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"EvalConfig.{name} must be None or an int >= 1, got {v!r}")
+        if not (isinstance(self.max_abs_error, int | float) and self.max_abs_error > 0):
+            raise ValueError(f"EvalConfig.max_abs_error must be > 0, got {self.max_abs_error!r}")
+        if self.combine not in COMBINE_MODES:
+            raise ValueError(f"EvalConfig.combine must be one of {COMBINE_MODES}, "
+                             f"got {self.combine!r}")
+
+
+@struct.dataclass
+class Trace:
+    """Per (program, task) details of an evaluation; see docs/evaluator_api.md."""
+
+    fitness: jax.Array  # [P, T]
+    epoch_fitness: jax.Array  # [P, T, E']
+    train_error: jax.Array  # [P, T, n]
+    train_prediction: jax.Array  # [P, T, n]
+    valid_error: jax.Array  # [P, T, Nv']
+    valid_prediction: jax.Array  # [P, T, Nv']
+    stopped: jax.Array  # bool[P, T]
+    train_steps: jax.Array  # int32[P, T]: train steps executed (a stopping step counts)
+
+
+def epoch_schedule(num_train: int, num_epochs: int, requested: int | None) -> list[int]:
+    """Steps trained in each epoch: ``min(N, remaining)`` until the total is used."""
+    total = num_train * num_epochs if requested is None else min(requested, num_train * num_epochs)
+    return [min(num_train, total - e * num_train) for e in range(math.ceil(total / num_train))]
+
+
+class Evaluator:
+    """Jitted evaluation of programs (leading axis P) on tasks (leading axis T)."""
+
+    def __init__(self, spec: ProgramSpec, config: EvalConfig | None = None,
+                 backend: str = "auto"):
+        if not isinstance(spec, ProgramSpec):
+            raise ValueError(f"spec must be a ProgramSpec, got {type(spec).__name__}")
+        config = EvalConfig() if config is None else config
+        if not isinstance(config, EvalConfig):
+            raise ValueError(f"config must be an EvalConfig, got {type(config).__name__}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.spec = spec
+        self.config = config
+        self.backend = self._resolve_backend(backend)
+        self._runners = {fn: FunctionRunner(spec, fn) for fn in ("setup", "predict", "learn")}
+        self._per_task = jax.jit(lambda p, t, k: self._evaluate(p, t, k, record=False).fitness)
+        self._trace = jax.jit(lambda p, t, k: self._evaluate(p, t, k, record=True))
+        self._combined = jax.jit(lambda p, t, k: self._combine(
+            self._evaluate(p, t, k, record=False).fitness))
+
+    @staticmethod
+    def _resolve_backend(backend: str) -> str:
+        if backend == "xla":
+            return "xla"
+        try:
+            from evojax_zero import native
+        except ImportError:
+            native = None
+        native_ok = native is not None and native.available()
+        if backend == "native":
+            if not native_ok:
+                reason = native.why_unavailable() if native is not None else "not installed"
+                raise ValueError(f"backend='native' is unavailable: {reason}")
+            return "native"
+        return "native" if native_ok and jax.default_backend() == "cpu" else "xla"
+
+    # -- public API ---------------------------------------------------------------------
+
+    def __call__(self, programs: Program, tasks: Tasks, key: jax.Array) -> jax.Array:
+        """Fitness per program, combined over tasks (mean or median): float[P]."""
+        self._check(programs, tasks)
+        return self._combined(programs, tasks, self._keys(key, programs))
+
+    def per_task(self, programs: Program, tasks: Tasks, key: jax.Array) -> jax.Array:
+        """Fitness per program and task: float[P, T]."""
+        self._check(programs, tasks)
+        return self._per_task(programs, tasks, self._keys(key, programs))
+
+    def trace(self, programs: Program, tasks: Tasks, key: jax.Array) -> Trace:
+        """Fitness plus predictions, errors and early-stop flags (XLA backend)."""
+        self._check(programs, tasks)
+        return self._trace(programs, tasks, self._keys(key, programs))
+
+    def combine(self, per_task: jax.Array) -> jax.Array:
+        """Combine a [P, T] fitness array over tasks with the configured mode."""
+        return self._combine(per_task)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _combine(self, per_task):
+        if self.config.combine == "median":
+            return jnp.median(per_task, axis=-1)
+        return jnp.mean(per_task, axis=-1)
+
+    def _check(self, programs: Program, tasks: Tasks) -> None:
+        if not isinstance(programs, Program):
+            raise ValueError(f"programs must be a Program, got {type(programs).__name__}")
+        if not isinstance(tasks, Tasks):
+            raise ValueError(f"tasks must be a tasks.Tasks, got {type(tasks).__name__}")
+        if len(programs.batch_shape) != 1:
+            raise ValueError("programs must have exactly one leading population axis; got "
+                             f"batch shape {programs.batch_shape} (use program.stack)")
+        for fn in ("setup", "predict", "learn"):
+            L = programs.function(fn).op.shape[-1]
+            if L != self.spec.max_size(fn):
+                raise ValueError(f"programs.{fn} has {L} instruction slots; "
+                                 f"the spec's max_{fn}_size is {self.spec.max_size(fn)}")
+        if tasks.feature_size != self.spec.feature_size:
+            raise ValueError(f"tasks have feature size {tasks.feature_size}; "
+                             f"the spec's feature_size is {self.spec.feature_size}")
+        if tasks.eval_type not in (RMS_ERROR, ACCURACY):
+            raise ValueError(f"tasks.eval_type must be one of {(RMS_ERROR, ACCURACY)}")
+
+    @staticmethod
+    def _keys(key, programs: Program) -> jax.Array:
+        if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            key = jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32))
+        P = programs.batch_shape[0]
+        if key.shape == ():
+            return jax.random.split(key, P)
+        if key.shape != (P,):
+            raise ValueError(f"key must be one key or an array of {P} keys, got shape {key.shape}")
+        return key
+
+    def _evaluate(self, programs: Program, tasks: Tasks, keys: jax.Array, record: bool) -> Trace:
+        if self.backend == "native" and not record:
+            from evojax_zero import native
+
+            fitness = native.evaluate(self.spec, self.config, programs, tasks, keys)
+            return Trace(fitness, *([None] * 7))
+        dtype = programs.setup.data.dtype
+        task_arrays = (tasks.train_x.astype(dtype), tasks.train_y.astype(dtype),
+                       tasks.valid_x.astype(dtype), tasks.valid_y.astype(dtype),
+                       tasks.epoch_order)
+
+        def one_program(program, key):
+            decoded = {fn: r.decode(program.function(fn)) for fn, r in self._runners.items()}
+            task_keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(
+                jnp.arange(tasks.num_tasks))
+            return jax.vmap(
+                lambda tx, ty, vx, vy, order, k: self._execute(
+                    decoded, tx, ty, vx, vy, order, k, tasks.eval_type, record)
+            )(*task_arrays, task_keys)
+
+        return jax.vmap(one_program)(programs, keys)
+
+    def _execute(self, decoded, train_x, train_y, valid_x, valid_y, order, key,
+                 eval_type: str, record: bool) -> Trace:
+        """One program on one task."""
+        spec, cfg = self.spec, self.config
+        dtype = train_x.dtype
+        setup, predict, learn = (self._runners[f] for f in ("setup", "predict", "learn"))
+        max_err = jnp.asarray(cfg.max_abs_error, dtype)
+        accuracy = eval_type == ACCURACY
+        n_valid_total = valid_x.shape[0]
+        n_valid_run = n_valid_total if cfg.num_valid_examples is None else min(
+            cfg.num_valid_examples, n_valid_total)
+        schedule = epoch_schedule(train_x.shape[0], order.shape[0], cfg.num_train_examples)
+
+        def sub(k, i):
+            return None if k is None else jax.random.fold_in(k, i)
+
+        needs_key = any(r.uses_random for r in self._runners.values())
+        key = key if needs_key else None
+        mem = setup.run(decoded["setup"], zero_memory(spec, dtype), sub(key, 0))
+
+        def set_inputs(mem: Memory, x, label):
+            return mem.replace(v=mem.v.at[0].set(x), s=mem.s.at[0].set(label))
+
+        def train_step(carry, xs):
+            mem, stopped, steps = carry
+            x, y, step_key = xs
+            mem = set_inputs(mem, x, jnp.zeros((), dtype))
+            mem = predict.run(decoded["predict"], mem, sub(step_key, 0))
+            if accuracy:
+                mem = mem.replace(s=mem.s.at[1].set(sigmoid(mem.s[1])))
+            pred = mem.s[1]
+            err = jnp.abs(y - pred)
+            bad = jnp.isnan(err) | (err > max_err)
+            mem = set_inputs(mem, x, y)
+            mem = learn.run(decoded["learn"], mem, sub(step_key, 1))
+            nan = jnp.asarray(jnp.nan, dtype)
+            out = (jnp.where(stopped, nan, err), jnp.where(stopped, nan, pred)) if record else None
+            steps = steps + jnp.where(stopped, 0, 1).astype(jnp.int32)
+            return (mem, stopped | bad, steps), out
+
+        def valid_step(carry, xs):
+            mem, loss, bad = carry
+            x, y, step_key = xs
+            mem = set_inputs(mem, x, jnp.zeros((), dtype))
+            mem = predict.run(decoded["predict"], mem, step_key)
+            logit = mem.s[1]
+            if accuracy:
+                p = sigmoid(logit)
+                wrong = jnp.where((y > 0.5) == (p > 0.5), 0.0, 1.0).astype(dtype)
+                error = jnp.where((p > 1.0) | (p < 0.0), jnp.asarray(jnp.inf, dtype), wrong)
+                loss = loss + error
+            else:
+                error = y - logit
+                loss = loss + error * error
+            abs_err = jnp.abs(error)
+            bad_now = jnp.isnan(abs_err) | (abs_err > max_err)
+            out = (abs_err, logit) if record else None
+            return (mem, loss, bad | bad_now), out
+
+        def step_keys(k, n):
+            if k is None:
+                return None
+            return jax.vmap(lambda j: jax.random.fold_in(k, j))(jnp.arange(n))
+
+        stopped = jnp.zeros((), bool)
+        steps = jnp.zeros((), jnp.int32)
+        best = jnp.zeros((), dtype)
+        epoch_fits, first = [], {}
+        for e, n_steps in enumerate(schedule):
+            idx = order[e, :n_steps]
+            (mem, stopped_now, steps), tr = jax.lax.scan(
+                train_step, (mem, stopped, steps),
+                (train_x[idx], train_y[idx], step_keys(sub(key, 1 + 2 * e), n_steps)))
+            (mem, loss, vbad), va = jax.lax.scan(
+                valid_step, (mem, jnp.zeros((), dtype), jnp.zeros((), bool)),
+                (valid_x[:n_valid_run], valid_y[:n_valid_run],
+                 step_keys(sub(key, 2 + 2 * e), n_valid_run)))
+            if accuracy:
+                fit = 1.0 - loss / n_valid_total
+            else:
+                fit = flip_and_squash(jnp.sqrt(loss / n_valid_total))
+            fit = jnp.where(vbad | stopped_now, 0.0, fit).astype(dtype)
+            best = jnp.maximum(best, fit)
+            stopped = stopped_now
+            epoch_fits.append(fit)
+            if e == 0 and record:
+                first = {"train": tr, "valid": va}
+        if not record:
+            return Trace(best, None, None, None, None, None, stopped, steps)
+        return Trace(
+            fitness=best, epoch_fitness=jnp.stack(epoch_fits),
+            train_error=first["train"][0], train_prediction=first["train"][1],
+            valid_error=first["valid"][0], valid_prediction=first["valid"][1],
+            stopped=stopped, train_steps=steps,
+        )
