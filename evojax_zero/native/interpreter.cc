@@ -1,0 +1,270 @@
+// XLA FFI (custom call) entry points of the evojax_zero native CPU backend.
+//
+// Two handlers share one implementation:
+//   evojax_zero_fitness : -> fitness [P, T]
+//   evojax_zero_trace   : -> fitness, epoch_fitness [P,T,E'], train_error [P,T,n],
+//                          train_prediction [P,T,n], valid_error [P,T,Nv'],
+//                          valid_prediction [P,T,Nv'], stopped uint8 [P,T]
+// Operands (in order): for setup, predict, learn: op int32[P,L], addr int32[P,L,3],
+// data float[P,L,4], size int32[P]; then train_x [T,N,F], train_y [T,N], valid_x [T,Nv,F],
+// valid_y [T,Nv], epoch_order int32[T,E,N], keys uint32[P,T,K].
+// All float operands and results share one dtype (f32 or f64): that is the compute dtype.
+#include <cstdlib>
+#include <string>
+
+#ifdef __linux__
+#include <sched.h>
+#endif
+
+#include "interpreter.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace evojax_zero {
+namespace {
+
+int64_t DefaultThreads() {
+  if (const char* env = std::getenv("EVOJAX_ZERO_NUM_THREADS")) {
+    const long v = std::strtol(env, nullptr, 10);
+    if (v >= 1) return v;
+  }
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n >= 1) return n;
+  }
+#endif
+  const unsigned n = std::thread::hardware_concurrency();
+  return n >= 1 ? static_cast<int64_t>(n) : 1;
+}
+
+std::string Shape(const ffi::AnyBuffer& b) {
+  std::string s = "[";
+  auto d = b.dimensions();
+  for (size_t i = 0; i < d.size(); ++i) s += (i ? "," : "") + std::to_string(d[i]);
+  return s + "]";
+}
+
+// Check rank, dtype and (where expected[i] >= 0) each dimension.
+ffi::Error Check(const char* name, const ffi::AnyBuffer& b, ffi::DataType dtype,
+                 std::initializer_list<int64_t> expected) {
+  if (b.element_type() != dtype) {
+    return ffi::Error::InvalidArgument(std::string("evojax_zero native: ") + name +
+                                       " has the wrong dtype");
+  }
+  auto d = b.dimensions();
+  bool ok = d.size() == expected.size();
+  size_t i = 0;
+  for (int64_t e : expected) {
+    if (!ok) break;
+    if (e >= 0 && d[i] != e) ok = false;
+    ++i;
+  }
+  if (!ok) {
+    return ffi::Error::InvalidArgument(std::string("evojax_zero native: ") + name +
+                                       " has unexpected shape " + Shape(b));
+  }
+  return ffi::Error::Success();
+}
+
+#define EVOJAX_CHECK(expr)          \
+  do {                              \
+    ffi::Error _e = (expr);         \
+    if (_e.failure()) return _e;    \
+  } while (0)
+
+template <typename T>
+ffi::Error Run(ffi::DataType dt, const ffi::AnyBuffer* prog, const ffi::AnyBuffer& train_x,
+               const ffi::AnyBuffer& train_y, const ffi::AnyBuffer& valid_x,
+               const ffi::AnyBuffer& valid_y, const ffi::AnyBuffer& epoch_order,
+               const ffi::AnyBuffer& keys, int64_t S, int64_t V, int64_t M, int64_t num_train,
+               int64_t num_valid, double max_abs_error, int64_t accuracy,
+               ffi::Result<ffi::AnyBuffer>* outs, int num_outs) {
+  auto tx = train_x.dimensions();
+  if (tx.size() != 3) return ffi::Error::InvalidArgument("train_x must be [T, N, F]");
+  const int64_t T_ = tx[0], N = tx[1], F = tx[2];
+  const int64_t P = prog[3].dimensions().size() == 1 ? prog[3].dimensions()[0] : -1;
+  if (P < 0) return ffi::Error::InvalidArgument("setup size must be [P]");
+  EVOJAX_CHECK(Check("train_y", train_y, dt, {T_, N}));
+  auto vx = valid_x.dimensions();
+  if (vx.size() != 3) return ffi::Error::InvalidArgument("valid_x must be [T, Nv, F]");
+  const int64_t Nv = vx[1];
+  EVOJAX_CHECK(Check("valid_x", valid_x, dt, {T_, Nv, F}));
+  EVOJAX_CHECK(Check("valid_y", valid_y, dt, {T_, Nv}));
+  auto eo = epoch_order.dimensions();
+  if (eo.size() != 3) return ffi::Error::InvalidArgument("epoch_order must be [T, E, N]");
+  const int64_t E = eo[1];
+  EVOJAX_CHECK(Check("epoch_order", epoch_order, ffi::DataType::S32, {T_, E, N}));
+  auto kd = keys.dimensions();
+  if (kd.size() != 3) return ffi::Error::InvalidArgument("keys must be [P, T, K]");
+  EVOJAX_CHECK(Check("keys", keys, ffi::DataType::U32, {P, T_, -1}));
+  if (S < 2 || V < 1 || M < 1) return ffi::Error::InvalidArgument("need S >= 2, V >= 1, M >= 1");
+  if (num_train < 0 || num_train > N * E || num_valid < 0 || num_valid > Nv) {
+    return ffi::Error::InvalidArgument("num_train / num_valid out of range");
+  }
+
+  Problem<T> pb{};
+  pb.layout = Layout{static_cast<int32_t>(S), static_cast<int32_t>(V), static_cast<int32_t>(M),
+                     static_cast<int32_t>(F)};
+  pb.P = P;
+  pb.T_ = T_;
+  pb.N = N;
+  pb.Nv = Nv;
+  pb.E = E;
+  pb.num_train = num_train;
+  pb.num_valid = num_valid;
+  pb.max_abs_error = max_abs_error;
+  pb.accuracy = accuracy != 0;
+  static const char* kNames[3] = {"setup", "predict", "learn"};
+  for (int f = 0; f < 3; ++f) {
+    const ffi::AnyBuffer& op = prog[4 * f + 0];
+    auto od = op.dimensions();
+    if (od.size() != 2 || od[0] != P) {
+      return ffi::Error::InvalidArgument(std::string(kNames[f]) + " op must be [P, L]");
+    }
+    const int64_t L = od[1];
+    EVOJAX_CHECK(Check(kNames[f], op, ffi::DataType::S32, {P, L}));
+    EVOJAX_CHECK(Check(kNames[f], prog[4 * f + 1], ffi::DataType::S32, {P, L, 3}));
+    EVOJAX_CHECK(Check(kNames[f], prog[4 * f + 2], dt, {P, L, 4}));
+    EVOJAX_CHECK(Check(kNames[f], prog[4 * f + 3], ffi::DataType::S32, {P}));
+    pb.fn[f] = FunctionArgs<T>{static_cast<const int32_t*>(op.untyped_data()),
+                               static_cast<const int32_t*>(prog[4 * f + 1].untyped_data()),
+                               static_cast<const T*>(prog[4 * f + 2].untyped_data()),
+                               static_cast<const int32_t*>(prog[4 * f + 3].untyped_data()), L};
+  }
+  pb.train_x = static_cast<const T*>(train_x.untyped_data());
+  pb.train_y = static_cast<const T*>(train_y.untyped_data());
+  pb.valid_x = static_cast<const T*>(valid_x.untyped_data());
+  pb.valid_y = static_cast<const T*>(valid_y.untyped_data());
+  pb.epoch_order = static_cast<const int32_t*>(epoch_order.untyped_data());
+  pb.keys = static_cast<const uint32_t*>(keys.untyped_data());
+  pb.key_words = kd[2];
+
+  const int64_t n_first = std::min(N, num_train);
+  const int64_t epochs_run = N > 0 ? (num_train + N - 1) / N : 0;
+  auto out = [&](int i) { return (*outs[i]).untyped_data(); };
+  EVOJAX_CHECK(Check("fitness", *outs[0], dt, {P, T_}));
+  pb.fitness = static_cast<T*>(out(0));
+  if (num_outs == 7) {
+    EVOJAX_CHECK(Check("epoch_fitness", *outs[1], dt, {P, T_, epochs_run}));
+    EVOJAX_CHECK(Check("train_error", *outs[2], dt, {P, T_, n_first}));
+    EVOJAX_CHECK(Check("train_prediction", *outs[3], dt, {P, T_, n_first}));
+    EVOJAX_CHECK(Check("valid_error", *outs[4], dt, {P, T_, num_valid}));
+    EVOJAX_CHECK(Check("valid_prediction", *outs[5], dt, {P, T_, num_valid}));
+    EVOJAX_CHECK(Check("stopped", *outs[6], ffi::DataType::U8, {P, T_}));
+    pb.epoch_fitness = static_cast<T*>(out(1));
+    pb.train_error = static_cast<T*>(out(2));
+    pb.train_prediction = static_cast<T*>(out(3));
+    pb.valid_error = static_cast<T*>(out(4));
+    pb.valid_prediction = static_cast<T*>(out(5));
+    pb.stopped = static_cast<uint8_t*>(out(6));
+  }
+  pb.num_threads = DefaultThreads();
+  if (!EvaluateDispatch<T>(pb)) {
+    return ffi::Error::InvalidArgument("feature size must be one of 2, 4, 8, 16, 32");
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error Dispatch(const ffi::AnyBuffer* prog, const ffi::AnyBuffer& train_x,
+                    const ffi::AnyBuffer& train_y, const ffi::AnyBuffer& valid_x,
+                    const ffi::AnyBuffer& valid_y, const ffi::AnyBuffer& epoch_order,
+                    const ffi::AnyBuffer& keys, int64_t S, int64_t V, int64_t M,
+                    int64_t num_train, int64_t num_valid, double max_abs_error,
+                    int64_t accuracy, ffi::Result<ffi::AnyBuffer>* outs, int num_outs) {
+  const ffi::DataType dt = train_x.element_type();
+  try {
+    if (dt == ffi::DataType::F64) {
+      return Run<double>(dt, prog, train_x, train_y, valid_x, valid_y, epoch_order, keys, S, V,
+                         M, num_train, num_valid, max_abs_error, accuracy, outs, num_outs);
+    }
+    if (dt == ffi::DataType::F32) {
+      return Run<float>(dt, prog, train_x, train_y, valid_x, valid_y, epoch_order, keys, S, V,
+                        M, num_train, num_valid, max_abs_error, accuracy, outs, num_outs);
+    }
+  } catch (const std::exception& e) {
+    return ffi::Error::Internal(std::string("evojax_zero native: ") + e.what());
+  }
+  return ffi::Error::InvalidArgument("evojax_zero native: float operands must be f32 or f64");
+}
+
+ffi::Error FitnessImpl(ffi::AnyBuffer s_op, ffi::AnyBuffer s_addr, ffi::AnyBuffer s_data,
+                       ffi::AnyBuffer s_size, ffi::AnyBuffer p_op, ffi::AnyBuffer p_addr,
+                       ffi::AnyBuffer p_data, ffi::AnyBuffer p_size, ffi::AnyBuffer l_op,
+                       ffi::AnyBuffer l_addr, ffi::AnyBuffer l_data, ffi::AnyBuffer l_size,
+                       ffi::AnyBuffer train_x, ffi::AnyBuffer train_y, ffi::AnyBuffer valid_x,
+                       ffi::AnyBuffer valid_y, ffi::AnyBuffer epoch_order, ffi::AnyBuffer keys,
+                       int64_t S, int64_t V, int64_t M, int64_t num_train, int64_t num_valid,
+                       double max_abs_error, int64_t accuracy,
+                       ffi::Result<ffi::AnyBuffer> fitness) {
+  const ffi::AnyBuffer prog[12] = {s_op, s_addr, s_data, s_size, p_op, p_addr,
+                                   p_data, p_size, l_op, l_addr, l_data, l_size};
+  return Dispatch(prog, train_x, train_y, valid_x, valid_y, epoch_order, keys, S, V, M,
+                  num_train, num_valid, max_abs_error, accuracy, &fitness, 1);
+}
+
+ffi::Error TraceImpl(ffi::AnyBuffer s_op, ffi::AnyBuffer s_addr, ffi::AnyBuffer s_data,
+                     ffi::AnyBuffer s_size, ffi::AnyBuffer p_op, ffi::AnyBuffer p_addr,
+                     ffi::AnyBuffer p_data, ffi::AnyBuffer p_size, ffi::AnyBuffer l_op,
+                     ffi::AnyBuffer l_addr, ffi::AnyBuffer l_data, ffi::AnyBuffer l_size,
+                     ffi::AnyBuffer train_x, ffi::AnyBuffer train_y, ffi::AnyBuffer valid_x,
+                     ffi::AnyBuffer valid_y, ffi::AnyBuffer epoch_order, ffi::AnyBuffer keys,
+                     int64_t S, int64_t V, int64_t M, int64_t num_train, int64_t num_valid,
+                     double max_abs_error, int64_t accuracy,
+                     ffi::Result<ffi::AnyBuffer> fitness,
+                     ffi::Result<ffi::AnyBuffer> epoch_fitness,
+                     ffi::Result<ffi::AnyBuffer> train_error,
+                     ffi::Result<ffi::AnyBuffer> train_prediction,
+                     ffi::Result<ffi::AnyBuffer> valid_error,
+                     ffi::Result<ffi::AnyBuffer> valid_prediction,
+                     ffi::Result<ffi::AnyBuffer> stopped) {
+  const ffi::AnyBuffer prog[12] = {s_op, s_addr, s_data, s_size, p_op, p_addr,
+                                   p_data, p_size, l_op, l_addr, l_data, l_size};
+  ffi::Result<ffi::AnyBuffer> outs[7] = {fitness, epoch_fitness, train_error, train_prediction,
+                                         valid_error, valid_prediction, stopped};
+  return Dispatch(prog, train_x, train_y, valid_x, valid_y, epoch_order, keys, S, V, M,
+                  num_train, num_valid, max_abs_error, accuracy, outs, 7);
+}
+
+#define EVOJAX_BIND_ARGS                                                                \
+  ffi::Ffi::Bind()                                                                      \
+      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
+      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
+      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
+      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
+      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
+      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
+      .Attr<int64_t>("num_scalars").Attr<int64_t>("num_vectors")                        \
+      .Attr<int64_t>("num_matrices").Attr<int64_t>("num_train")                         \
+      .Attr<int64_t>("num_valid").Attr<double>("max_abs_error")                         \
+      .Attr<int64_t>("accuracy")
+
+}  // namespace
+}  // namespace evojax_zero
+
+#define EVOJAX_EXPORT extern "C" __attribute__((visibility("default")))
+
+EVOJAX_EXPORT XLA_FFI_Error* EvojaxZeroFitness(XLA_FFI_CallFrame* call_frame);
+EVOJAX_EXPORT XLA_FFI_Error* EvojaxZeroTrace(XLA_FFI_CallFrame* call_frame);
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EvojaxZeroFitness, evojax_zero::FitnessImpl,
+                              EVOJAX_BIND_ARGS.Ret<ffi::AnyBuffer>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EvojaxZeroTrace, evojax_zero::TraceImpl,
+                              EVOJAX_BIND_ARGS.Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>());
+
+#ifndef EVOJAX_ZERO_BUILD_ID
+#define EVOJAX_ZERO_BUILD_ID "unknown"
+#endif
+
+// Build stamp (hash of the sources and flags, and the jaxlib version whose FFI headers were
+// used), checked by the Python loader to reject stale libraries.
+EVOJAX_EXPORT const char* evojax_zero_native_build_id() { return EVOJAX_ZERO_BUILD_ID; }

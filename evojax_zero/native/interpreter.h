@@ -1,0 +1,603 @@
+// AutoML-Zero program interpreter (native CPU backend of evojax_zero).
+//
+// Plain C++17, no XLA dependency: ffi.cc wraps it as an XLA FFI custom call.
+// Semantics follow /work/shared/AUTOML_ZERO_REFERENCE.md (sections 1-3 and 7):
+// memory wiped and Setup run once per (program, task); per epoch Train then Validate;
+// fitness is the max over epochs of the validation fitness.
+//
+// Templated on the feature size F (2, 4, 8, 16, 32) and the float type T (float, double).
+// All arithmetic is done in T, in a fixed order, with no FMA contraction (the build passes
+// -ffp-contract=off), so a result depends only on the inputs, never on threads.
+#ifndef EVOJAX_ZERO_NATIVE_INTERPRETER_H_
+#define EVOJAX_ZERO_NATIVE_INTERPRETER_H_
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <thread>
+#include <vector>
+
+namespace evojax_zero {
+
+// ------------------------------------------------------------------------------------
+// Counter-based random numbers (for the *_UNIFORM_SET / *_GAUSSIAN_SET ops).
+// Stream of one (program, task) execution: splitmix64 at positions 1, 2, 3, ... of the
+// 64-bit seed folded from that pair's key words. Draws happen in program order, so the
+// values do not depend on thread scheduling.
+// ------------------------------------------------------------------------------------
+inline uint64_t Mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+inline uint64_t SeedFromKey(const uint32_t* words, int64_t n) {
+  uint64_t seed = 0x6A09E667F3BCC908ULL;
+  for (int64_t i = 0; i < n; ++i) seed = Mix64(seed ^ (static_cast<uint64_t>(words[i]) + 
+                                                    (static_cast<uint64_t>(i) << 32)));
+  return seed;
+}
+
+struct Rng {
+  uint64_t seed;
+  uint64_t counter;
+  inline uint64_t Next() { return Mix64(seed + (++counter) * 0x9E3779B97F4A7C15ULL); }
+};
+
+// Uniform in the open interval (0, 1).
+template <typename T> inline T UniformOpen01(Rng& rng);
+template <> inline double UniformOpen01<double>(Rng& rng) {
+  return (static_cast<double>(rng.Next() >> 12) + 0.5) * 0x1.0p-52;
+}
+template <> inline float UniformOpen01<float>(Rng& rng) {
+  return (static_cast<float>(rng.Next() >> 41) + 0.5f) * 0x1.0p-23f;
+}
+
+// absl::Uniform(IntervalOpen, lo, hi) returns lo when the range is empty (lo >= hi).
+template <typename T> inline T UniformSet(Rng& rng, T lo, T hi) {
+  if (!(lo < hi)) return lo;
+  T r = lo + (hi - lo) * UniformOpen01<T>(rng);
+  // Keep the draw inside the open interval despite rounding.
+  return (r > lo && r < hi) ? r : lo;
+}
+
+// mean + std * z with z ~ N(0, 1) (Box-Muller, one draw pair per value).
+template <typename T> inline T GaussianSet(Rng& rng, T mean, T stdev) {
+  T u1 = UniformOpen01<T>(rng);
+  T u2 = UniformOpen01<T>(rng);
+  T z = std::sqrt(T(-2) * std::log(u1)) * std::cos(T(6.283185307179586476925286766559) * u2);
+  return mean + stdev * z;
+}
+
+// ------------------------------------------------------------------------------------
+// Decoded instructions: operand addresses become offsets into one flat memory block
+// [scalars S | vectors V*F | matrices M*F*F].
+// ------------------------------------------------------------------------------------
+template <typename T> struct Instr {
+  int32_t op;
+  int32_t a, b, o;   // memory offsets of in1, in2, out
+  int32_t i0, i1;    // const-set indices
+  T x, y;            // const value | (lo, hi) | (mean, stdev)
+};
+
+enum OpId : int32_t {
+  NO_OP = 0, SCALAR_SUM = 1, SCALAR_DIFF = 2, SCALAR_PRODUCT = 3, SCALAR_DIVISION = 4,
+  SCALAR_ABS = 5, SCALAR_RECIPROCAL = 6, SCALAR_SIN = 7, SCALAR_COS = 8, SCALAR_TAN = 9,
+  SCALAR_ARCSIN = 10, SCALAR_ARCCOS = 11, SCALAR_ARCTAN = 12, SCALAR_EXP = 13, SCALAR_LOG = 14,
+  SCALAR_HEAVYSIDE = 15, VECTOR_HEAVYSIDE = 16, MATRIX_HEAVYSIDE = 17,
+  SCALAR_VECTOR_PRODUCT = 18, SCALAR_BROADCAST = 19, VECTOR_RECIPROCAL = 20, VECTOR_NORM = 21,
+  VECTOR_ABS = 22, VECTOR_SUM = 23, VECTOR_DIFF = 24, VECTOR_PRODUCT = 25,
+  VECTOR_DIVISION = 26, VECTOR_INNER_PRODUCT = 27, VECTOR_OUTER_PRODUCT = 28,
+  SCALAR_MATRIX_PRODUCT = 29, MATRIX_RECIPROCAL = 30, MATRIX_VECTOR_PRODUCT = 31,
+  VECTOR_COLUMN_BROADCAST = 32, VECTOR_ROW_BROADCAST = 33, MATRIX_NORM = 34,
+  MATRIX_COLUMN_NORM = 35, MATRIX_ROW_NORM = 36, MATRIX_TRANSPOSE = 37, MATRIX_ABS = 38,
+  MATRIX_SUM = 39, MATRIX_DIFF = 40, MATRIX_PRODUCT = 41, MATRIX_DIVISION = 42,
+  MATRIX_MATRIX_PRODUCT = 43, SCALAR_MIN = 44, VECTOR_MIN = 45, MATRIX_MIN = 46,
+  SCALAR_MAX = 47, VECTOR_MAX = 48, MATRIX_MAX = 49, VECTOR_MEAN = 50, MATRIX_MEAN = 51,
+  MATRIX_ROW_MEAN = 52, MATRIX_ROW_ST_DEV = 53, VECTOR_ST_DEV = 54, MATRIX_ST_DEV = 55,
+  SCALAR_CONST_SET = 56, VECTOR_CONST_SET = 57, MATRIX_CONST_SET = 58,
+  SCALAR_UNIFORM_SET = 59, VECTOR_UNIFORM_SET = 60, MATRIX_UNIFORM_SET = 61,
+  SCALAR_GAUSSIAN_SET = 62, VECTOR_GAUSSIAN_SET = 63, MATRIX_GAUSSIAN_SET = 64,
+  NUM_OPS = 65,
+};
+
+// Operand kinds (0 none, 1 scalar, 2 vector, 3 matrix) of in1, in2, out for each op.
+static const int8_t kKinds[NUM_OPS][3] = {
+    {0, 0, 0}, {1, 1, 1}, {1, 1, 1}, {1, 1, 1}, {1, 1, 1}, {1, 0, 1}, {1, 0, 1}, {1, 0, 1},
+    {1, 0, 1}, {1, 0, 1}, {1, 0, 1}, {1, 0, 1}, {1, 0, 1}, {1, 0, 1}, {1, 0, 1}, {1, 0, 1},
+    {2, 0, 2}, {3, 0, 3}, {1, 2, 2}, {1, 0, 2}, {2, 0, 2}, {2, 0, 1}, {2, 0, 2}, {2, 2, 2},
+    {2, 2, 2}, {2, 2, 2}, {2, 2, 2}, {2, 2, 1}, {2, 2, 3}, {1, 3, 3}, {3, 0, 3}, {3, 2, 2},
+    {2, 0, 3}, {2, 0, 3}, {3, 0, 1}, {3, 0, 2}, {3, 0, 2}, {3, 0, 3}, {3, 0, 3}, {3, 3, 3},
+    {3, 3, 3}, {3, 3, 3}, {3, 3, 3}, {3, 3, 3}, {1, 1, 1}, {2, 2, 2}, {3, 3, 3}, {1, 1, 1},
+    {2, 2, 2}, {3, 3, 3}, {2, 0, 1}, {3, 0, 1}, {3, 0, 2}, {3, 0, 2}, {2, 0, 1}, {3, 0, 1},
+    {0, 0, 1}, {0, 0, 2}, {0, 0, 3}, {0, 0, 1}, {0, 0, 2}, {0, 0, 3}, {0, 0, 1}, {0, 0, 2},
+    {0, 0, 3},
+};
+
+struct Layout {
+  int32_t S, V, M, F;
+  int32_t vec0() const { return S; }
+  int32_t mat0() const { return S + V * F; }
+  int32_t total() const { return S + V * F + M * F * F; }
+};
+
+// Clamp an address into [0, n) so that malformed input can never touch memory outside
+// the block (valid programs are unaffected).
+inline int32_t ClampAddr(int32_t a, int32_t n) { return a < 0 ? 0 : (a >= n ? n - 1 : a); }
+
+inline int32_t Offset(const Layout& l, int kind, int32_t a) {
+  switch (kind) {
+    case 1: return ClampAddr(a, l.S);
+    case 2: return l.vec0() + ClampAddr(a, l.V) * l.F;
+    case 3: return l.mat0() + ClampAddr(a, l.M) * l.F * l.F;
+    default: return 0;
+  }
+}
+
+// FloatToIndex: (int)(float(F) * f) computed in float32.
+inline int32_t FloatToIndex(double f, int32_t F) {
+  float p = static_cast<float>(F) * static_cast<float>(f);
+  int32_t i = static_cast<int32_t>(p);
+  return i < 0 ? 0 : (i >= F ? F - 1 : i);
+}
+
+// Decode the first `size` instructions of one function. data rows: act, f0, f1, f2.
+template <typename T>
+int Decode(const Layout& l, const int32_t* op, const int32_t* addr, const T* data, int32_t size,
+           int32_t max_len, Instr<T>* out) {
+  int n = 0;
+  int32_t len = std::min(std::max(size, 0), max_len);
+  for (int32_t i = 0; i < len; ++i) {
+    int32_t o = op[i];
+    if (o <= 0 || o >= NUM_OPS) continue;  // NO_OP (unknown ops are rejected in Python)
+    Instr<T> I{};
+    I.op = o;
+    I.a = Offset(l, kKinds[o][0], addr[3 * i + 0]);
+    I.b = Offset(l, kKinds[o][1], addr[3 * i + 1]);
+    I.o = Offset(l, kKinds[o][2], addr[3 * i + 2]);
+    const T* d = data + 4 * i;
+    switch (o) {
+      case SCALAR_CONST_SET: I.x = d[0]; break;
+      case VECTOR_CONST_SET: I.i0 = FloatToIndex(d[1], l.F); I.x = d[2]; break;
+      case MATRIX_CONST_SET:
+        I.i0 = FloatToIndex(d[1], l.F); I.i1 = FloatToIndex(d[2], l.F); I.x = d[3]; break;
+      default: I.x = d[1]; I.y = d[2]; break;
+    }
+    out[n++] = I;
+  }
+  return n;
+}
+
+// ------------------------------------------------------------------------------------
+// Executing instructions.
+// ------------------------------------------------------------------------------------
+template <typename T> inline T ScalarMin(T a, T b) { return (b < a) ? b : a; }
+template <typename T> inline T ScalarMax(T a, T b) { return (a < b) ? b : a; }
+template <typename T> inline T MatrixMin(T a, T b) { return (a < b) ? a : b; }
+template <typename T> inline T MatrixMax(T a, T b) { return (a > b) ? a : b; }
+
+template <int F, typename T>
+inline T Sum(const T* v) {
+  T s = v[0];
+  for (int k = 1; k < F; ++k) s += v[k];
+  return s;
+}
+
+template <int F, typename T>
+inline T Dot(const T* u, const T* v) {
+  T s = u[0] * v[0];
+  for (int k = 1; k < F; ++k) s += u[k] * v[k];
+  return s;
+}
+
+template <int F, typename T>
+inline void Execute(const Instr<T>* __restrict prog, int n, T* __restrict mem, Rng& rng) {
+  constexpr int FF = F * F;
+  for (int i = 0; i < n; ++i) {
+    const Instr<T>& I = prog[i];
+    const T* a = mem + I.a;
+    const T* b = mem + I.b;
+    T* o = mem + I.o;
+    switch (I.op) {
+      case SCALAR_SUM: *o = *a + *b; break;
+      case SCALAR_DIFF: *o = *a - *b; break;
+      case SCALAR_PRODUCT: *o = *a * *b; break;
+      case SCALAR_DIVISION: *o = *a / *b; break;
+      case SCALAR_ABS: *o = std::abs(*a); break;
+      case SCALAR_RECIPROCAL: *o = T(1) / *a; break;
+      case SCALAR_SIN: *o = std::sin(*a); break;
+      case SCALAR_COS: *o = std::cos(*a); break;
+      case SCALAR_TAN: *o = std::tan(*a); break;
+      case SCALAR_ARCSIN: *o = std::asin(*a); break;
+      case SCALAR_ARCCOS: *o = std::acos(*a); break;
+      case SCALAR_ARCTAN: *o = std::atan(*a); break;
+      case SCALAR_EXP: *o = std::exp(*a); break;
+      case SCALAR_LOG: *o = std::log(*a); break;
+      case SCALAR_HEAVYSIDE: *o = (*a >= T(0)) ? T(1) : T(0); break;
+      case VECTOR_HEAVYSIDE:
+        for (int k = 0; k < F; ++k) o[k] = (a[k] > T(0)) ? T(1) : T(0);
+        break;
+      case MATRIX_HEAVYSIDE:
+        for (int k = 0; k < FF; ++k) o[k] = (a[k] > T(0)) ? T(1) : T(0);
+        break;
+      case SCALAR_VECTOR_PRODUCT: {
+        const T s = *a;
+        for (int k = 0; k < F; ++k) o[k] = s * b[k];
+        break;
+      }
+      case SCALAR_BROADCAST: {
+        const T s = *a;
+        for (int k = 0; k < F; ++k) o[k] = s;
+        break;
+      }
+      case VECTOR_RECIPROCAL:
+        for (int k = 0; k < F; ++k) o[k] = T(1) / a[k];
+        break;
+      case VECTOR_NORM: *o = std::sqrt(Dot<F>(a, a)); break;
+      case VECTOR_ABS:
+        for (int k = 0; k < F; ++k) o[k] = std::abs(a[k]);
+        break;
+      case VECTOR_SUM:
+        for (int k = 0; k < F; ++k) o[k] = a[k] + b[k];
+        break;
+      case VECTOR_DIFF:
+        for (int k = 0; k < F; ++k) o[k] = a[k] - b[k];
+        break;
+      case VECTOR_PRODUCT:
+        for (int k = 0; k < F; ++k) o[k] = a[k] * b[k];
+        break;
+      case VECTOR_DIVISION:
+        for (int k = 0; k < F; ++k) o[k] = a[k] / b[k];
+        break;
+      case VECTOR_INNER_PRODUCT: *o = Dot<F>(a, b); break;
+      case VECTOR_OUTER_PRODUCT:
+        for (int r = 0; r < F; ++r)
+          for (int c = 0; c < F; ++c) o[r * F + c] = a[r] * b[c];
+        break;
+      case SCALAR_MATRIX_PRODUCT: {
+        const T s = *a;
+        for (int k = 0; k < FF; ++k) o[k] = s * b[k];
+        break;
+      }
+      case MATRIX_RECIPROCAL:
+        for (int k = 0; k < FF; ++k) o[k] = T(1) / a[k];
+        break;
+      case MATRIX_VECTOR_PRODUCT: {
+        T tmp[F];
+        for (int r = 0; r < F; ++r) tmp[r] = Dot<F>(a + r * F, b);
+        for (int r = 0; r < F; ++r) o[r] = tmp[r];
+        break;
+      }
+      case VECTOR_COLUMN_BROADCAST:
+        for (int r = 0; r < F; ++r)
+          for (int c = 0; c < F; ++c) o[r * F + c] = a[r];
+        break;
+      case VECTOR_ROW_BROADCAST:
+        for (int r = 0; r < F; ++r)
+          for (int c = 0; c < F; ++c) o[r * F + c] = a[c];
+        break;
+      case MATRIX_NORM: *o = std::sqrt(Dot<FF>(a, a)); break;
+      case MATRIX_COLUMN_NORM: {
+        T tmp[F];
+        for (int c = 0; c < F; ++c) tmp[c] = a[c] * a[c];
+        for (int r = 1; r < F; ++r)
+          for (int c = 0; c < F; ++c) tmp[c] += a[r * F + c] * a[r * F + c];
+        for (int c = 0; c < F; ++c) o[c] = std::sqrt(tmp[c]);
+        break;
+      }
+      case MATRIX_ROW_NORM:
+        for (int r = 0; r < F; ++r) o[r] = std::sqrt(Dot<F>(a + r * F, a + r * F));
+        break;
+      case MATRIX_TRANSPOSE: {
+        T tmp[FF];
+        for (int r = 0; r < F; ++r)
+          for (int c = 0; c < F; ++c) tmp[c * F + r] = a[r * F + c];
+        std::memcpy(o, tmp, sizeof(tmp));
+        break;
+      }
+      case MATRIX_ABS:
+        for (int k = 0; k < FF; ++k) o[k] = std::abs(a[k]);
+        break;
+      case MATRIX_SUM:
+        for (int k = 0; k < FF; ++k) o[k] = a[k] + b[k];
+        break;
+      case MATRIX_DIFF:
+        for (int k = 0; k < FF; ++k) o[k] = a[k] - b[k];
+        break;
+      case MATRIX_PRODUCT:
+        for (int k = 0; k < FF; ++k) o[k] = a[k] * b[k];
+        break;
+      case MATRIX_DIVISION:
+        for (int k = 0; k < FF; ++k) o[k] = a[k] / b[k];
+        break;
+      case MATRIX_MATRIX_PRODUCT: {
+        T tmp[FF];
+        for (int r = 0; r < F; ++r) {
+          for (int c = 0; c < F; ++c) tmp[r * F + c] = a[r * F] * b[c];
+          for (int k = 1; k < F; ++k)
+            for (int c = 0; c < F; ++c) tmp[r * F + c] += a[r * F + k] * b[k * F + c];
+        }
+        std::memcpy(o, tmp, sizeof(tmp));
+        break;
+      }
+      case SCALAR_MIN: *o = ScalarMin(*a, *b); break;
+      case VECTOR_MIN:
+        for (int k = 0; k < F; ++k) o[k] = ScalarMin(a[k], b[k]);
+        break;
+      case MATRIX_MIN:
+        for (int k = 0; k < FF; ++k) o[k] = MatrixMin(a[k], b[k]);
+        break;
+      case SCALAR_MAX: *o = ScalarMax(*a, *b); break;
+      case VECTOR_MAX:
+        for (int k = 0; k < F; ++k) o[k] = ScalarMax(a[k], b[k]);
+        break;
+      case MATRIX_MAX:
+        for (int k = 0; k < FF; ++k) o[k] = MatrixMax(a[k], b[k]);
+        break;
+      case VECTOR_MEAN: *o = Sum<F>(a) / T(F); break;
+      case MATRIX_MEAN: *o = Sum<FF>(a) / T(FF); break;
+      case MATRIX_ROW_MEAN: {
+        T tmp[F];
+        for (int r = 0; r < F; ++r) tmp[r] = Sum<F>(a + r * F) / T(F);
+        for (int r = 0; r < F; ++r) o[r] = tmp[r];
+        break;
+      }
+      case MATRIX_ROW_ST_DEV: {
+        T tmp[F];
+        for (int r = 0; r < F; ++r) {
+          const T mean = Sum<F>(a + r * F) / T(F);
+          tmp[r] = std::sqrt(Dot<F>(a + r * F, a + r * F) / T(F) - mean * mean);
+        }
+        for (int r = 0; r < F; ++r) o[r] = tmp[r];
+        break;
+      }
+      case VECTOR_ST_DEV: {
+        const T mean = Sum<F>(a) / T(F);
+        *o = std::sqrt(Dot<F>(a, a) / T(F) - mean * mean);
+        break;
+      }
+      case MATRIX_ST_DEV: {
+        const T mean = Sum<FF>(a) / T(FF);
+        *o = std::sqrt(Dot<FF>(a, a) / T(FF) - mean * mean);
+        break;
+      }
+      case SCALAR_CONST_SET: *o = I.x; break;
+      case VECTOR_CONST_SET: o[I.i0] = I.x; break;
+      case MATRIX_CONST_SET: o[I.i0 * F + I.i1] = I.x; break;
+      case SCALAR_UNIFORM_SET: *o = UniformSet(rng, I.x, I.y); break;
+      case VECTOR_UNIFORM_SET:
+        for (int k = 0; k < F; ++k) o[k] = UniformSet(rng, I.x, I.y);
+        break;
+      case MATRIX_UNIFORM_SET:
+        for (int k = 0; k < FF; ++k) o[k] = UniformSet(rng, I.x, I.y);
+        break;
+      case SCALAR_GAUSSIAN_SET: *o = GaussianSet(rng, I.x, I.y); break;
+      case VECTOR_GAUSSIAN_SET:
+        for (int k = 0; k < F; ++k) o[k] = GaussianSet(rng, I.x, I.y);
+        break;
+      case MATRIX_GAUSSIAN_SET:
+        for (int k = 0; k < FF; ++k) o[k] = GaussianSet(rng, I.x, I.y);
+        break;
+      default: break;
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------
+// Executor: one (program, task) pair.
+// ------------------------------------------------------------------------------------
+template <typename T> struct FunctionArgs {
+  const int32_t* op;    // [P, L]
+  const int32_t* addr;  // [P, L, 3]
+  const T* data;        // [P, L, 4]
+  const int32_t* size;  // [P]
+  int64_t max_len;      // L
+};
+
+template <typename T> struct Problem {
+  Layout layout;
+  int64_t P, T_, N, Nv, E;   // programs, tasks, train examples, valid examples, task epochs
+  int64_t num_train;         // train steps actually run: min(requested, N * E)
+  int64_t num_valid;         // validated examples (<= Nv); the divisor stays Nv
+  double max_abs_error;
+  bool accuracy;
+  FunctionArgs<T> fn[3];     // setup, predict, learn
+  const T* train_x;          // [T, N, F]
+  const T* train_y;          // [T, N]
+  const T* valid_x;          // [T, Nv, F]
+  const T* valid_y;          // [T, Nv]
+  const int32_t* epoch_order;  // [T, E, N]
+  const uint32_t* keys;      // [P, T, K]
+  int64_t key_words;         // K
+  // Outputs ([P, T, ...]); only fitness is required.
+  T* fitness;                // [P, T]
+  T* epoch_fitness;          // [P, T, E'] (E' = epochs run), or null
+  T* train_error;            // [P, T, n] (n = first-epoch train steps), or null
+  T* train_prediction;       // [P, T, n], or null
+  T* valid_error;            // [P, T, num_valid], or null
+  T* valid_prediction;       // [P, T, num_valid], or null
+  uint8_t* stopped;          // [P, T], or null
+  int64_t num_threads;
+};
+
+template <typename T> inline T Sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+
+template <int F, typename T> class Executor {
+ public:
+  explicit Executor(const Problem<T>& pb) : pb_(pb), mem_(pb.layout.total() + 8) {
+    for (int f = 0; f < 3; ++f) code_[f].resize(std::max<int64_t>(pb.fn[f].max_len, 1));
+  }
+
+  void Run(int64_t p, int64_t t) {
+    const Problem<T>& pb = pb_;
+    const Layout& l = pb.layout;
+    for (int f = 0; f < 3; ++f) {
+      const FunctionArgs<T>& fa = pb.fn[f];
+      const int64_t L = fa.max_len;
+      len_[f] = Decode<T>(l, fa.op + p * L, fa.addr + p * L * 3, fa.data + p * L * 4,
+                          fa.size[p], static_cast<int32_t>(L), code_[f].data());
+    }
+    const int64_t pt = p * pb.T_ + t;
+    Rng rng{SeedFromKey(pb.keys + pt * pb.key_words, pb.key_words), 0};
+
+    const int64_t N = pb.N;
+    const int64_t n_first = std::min(N, pb.num_train);
+    const int64_t epochs_run = N > 0 ? (pb.num_train + N - 1) / N : 0;
+    T* tr_err = pb.train_error ? pb.train_error + pt * n_first : nullptr;
+    T* tr_pred = pb.train_prediction ? pb.train_prediction + pt * n_first : nullptr;
+    T* va_err = pb.valid_error ? pb.valid_error + pt * pb.num_valid : nullptr;
+    T* va_pred = pb.valid_prediction ? pb.valid_prediction + pt * pb.num_valid : nullptr;
+    T* ep_fit = pb.epoch_fitness ? pb.epoch_fitness + pt * epochs_run : nullptr;
+    const T nan = std::numeric_limits<T>::quiet_NaN();
+    if (tr_err) for (int64_t i = 0; i < n_first; ++i) tr_err[i] = tr_pred[i] = nan;
+    if (va_err) for (int64_t i = 0; i < pb.num_valid; ++i) va_err[i] = va_pred[i] = nan;
+    if (ep_fit) for (int64_t i = 0; i < epochs_run; ++i) ep_fit[i] = T(0);
+
+    T* mem = mem_.data();
+    std::fill(mem_.begin(), mem_.end(), T(0));
+    Execute<F, T>(code_[0].data(), len_[0], mem, rng);
+
+    const T* tx = pb.train_x + t * N * F;
+    const T* ty = pb.train_y + t * N;
+    const int32_t* order = pb.epoch_order + t * pb.E * N;
+    const T max_err = static_cast<T>(pb.max_abs_error);
+    T* s0 = mem + 0;
+    T* s1 = mem + 1;
+    T* v0 = mem + l.vec0();
+    const Instr<T>* predict = code_[1].data();
+    const Instr<T>* learn = code_[2].data();
+    const int np = len_[1], nl = len_[2];
+
+    T best = T(0);
+    bool stopped = false;
+    int64_t remaining = pb.num_train;
+    for (int64_t epoch = 0; epoch < epochs_run; ++epoch) {
+      const int64_t steps = std::min(N, remaining);
+      const int32_t* ord = order + epoch * N;
+      bool ok = true;
+      for (int64_t j = 0; j < steps; ++j) {
+        int64_t idx = ord[j];
+        idx = idx < 0 ? 0 : (idx >= N ? N - 1 : idx);
+        const T* x = tx + idx * F;
+        const T y = ty[idx];
+        std::memcpy(v0, x, sizeof(T) * F);
+        *s0 = T(0);
+        Execute<F, T>(predict, np, mem, rng);
+        if (pb.accuracy) *s1 = Sigmoid(*s1);
+        const T err = std::abs(y - *s1);
+        if (epoch == 0 && tr_err) { tr_err[j] = err; tr_pred[j] = *s1; }
+        if (std::isnan(err) || err > max_err) { ok = false; break; }
+        std::memcpy(v0, x, sizeof(T) * F);
+        *s0 = y;
+        Execute<F, T>(learn, nl, mem, rng);
+      }
+      if (!ok) {
+        stopped = true;
+        break;  // first epoch: fitness stays 0 (kMinFitness); later: best so far
+      }
+      remaining -= N;
+      const T fit = Validate(t, mem, rng, epoch == 0 ? va_err : nullptr,
+                             epoch == 0 ? va_pred : nullptr);
+      if (ep_fit) ep_fit[epoch] = fit;
+      best = (best < fit) ? fit : best;  // std::max(current, best)
+    }
+    pb.fitness[pt] = best;
+    if (pb.stopped) pb.stopped[pt] = stopped ? 1 : 0;
+  }
+
+ private:
+  T Validate(int64_t t, T* mem, Rng& rng, T* va_err, T* va_pred) {
+    const Problem<T>& pb = pb_;
+    const int64_t Nv = pb.Nv;
+    const T* vx = pb.valid_x + t * Nv * F;
+    const T* vy = pb.valid_y + t * Nv;
+    const T max_err = static_cast<T>(pb.max_abs_error);
+    T* s0 = mem + 0;
+    T* s1 = mem + 1;
+    T* v0 = mem + pb.layout.vec0();
+    const Instr<T>* predict = code_[1].data();
+    const int np = len_[1];
+    T loss = T(0);
+    for (int64_t i = 0; i < pb.num_valid; ++i) {
+      std::memcpy(v0, vx + i * F, sizeof(T) * F);
+      *s0 = T(0);
+      Execute<F, T>(predict, np, mem, rng);
+      const T y = vy[i];
+      const T pred = *s1;
+      T abs_err;
+      if (pb.accuracy) {
+        const T prob = Sigmoid(pred);
+        T e;
+        if (prob < T(0) || prob > T(1)) {
+          e = std::numeric_limits<T>::infinity();
+        } else {
+          e = ((y > T(0.5)) == (prob > T(0.5))) ? T(0) : T(1);
+        }
+        loss += e;
+        abs_err = std::abs(e);
+      } else {
+        const T e = y - pred;
+        loss += e * e;
+        abs_err = std::abs(e);
+      }
+      if (va_err) { va_err[i] = abs_err; va_pred[i] = pred; }
+      if (std::isnan(abs_err) || abs_err > max_err) return T(0);
+    }
+    if (pb.accuracy) return T(1) - loss / static_cast<T>(Nv);
+    const T r = std::sqrt(loss / static_cast<T>(Nv));
+    if (std::isnan(r) || std::isinf(r)) return T(0);
+    return T(1) + static_cast<T>(-0.63661977236758138243) * std::atan(r);
+  }
+
+  const Problem<T>& pb_;
+  std::vector<T> mem_;
+  std::vector<Instr<T>> code_[3];
+  int len_[3] = {0, 0, 0};
+};
+
+// Evaluate all P * T pairs, split over pb.num_threads worker threads in fixed chunks.
+// Each pair writes only its own outputs, so results are independent of the thread count.
+template <int F, typename T> void EvaluateAll(const Problem<T>& pb) {
+  const int64_t total = pb.P * pb.T_;
+  if (total <= 0) return;
+  int64_t nt = std::max<int64_t>(1, std::min<int64_t>(pb.num_threads, total));
+  std::atomic<int64_t> next{0};
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(16, total / (nt * 8)));
+  auto worker = [&]() {
+    Executor<F, T> ex(pb);
+    for (;;) {
+      const int64_t start = next.fetch_add(chunk, std::memory_order_relaxed);
+      if (start >= total) break;
+      const int64_t end = std::min(total, start + chunk);
+      for (int64_t i = start; i < end; ++i) ex.Run(i / pb.T_, i % pb.T_);
+    }
+  };
+  if (nt == 1) {
+    worker();
+    return;
+  }
+  std::vector<std::thread> threads;
+  threads.reserve(nt - 1);
+  for (int64_t k = 0; k + 1 < nt; ++k) threads.emplace_back(worker);
+  worker();
+  for (auto& th : threads) th.join();
+}
+
+// Dispatch on the runtime feature size. Returns false for an unsupported F.
+template <typename T> bool EvaluateDispatch(const Problem<T>& pb) {
+  switch (pb.layout.F) {
+    case 2: EvaluateAll<2, T>(pb); return true;
+    case 4: EvaluateAll<4, T>(pb); return true;
+    case 8: EvaluateAll<8, T>(pb); return true;
+    case 16: EvaluateAll<16, T>(pb); return true;
+    case 32: EvaluateAll<32, T>(pb); return true;
+    default: return false;
+  }
+}
+
+}  // namespace evojax_zero
+
+#endif  // EVOJAX_ZERO_NATIVE_INTERPRETER_H_
