@@ -76,6 +76,7 @@ class Tuner:
         self.state = self._init(k_init)
         self._batch: DNA | None = None
         self._next = 0
+        self._base = 0
         self._rewards = np.zeros(algorithm.batch_size, np.float32)
         self._told = np.zeros(algorithm.batch_size, bool)
         self.history: list[Trial] = []
@@ -105,7 +106,8 @@ class Tuner:
     def tell(self, trial: Trial, reward: float) -> None:
         """Report a trial's final reward (higher is better; NaN means failed)."""
         i = trial.id - self._base
-        if trial.tuner is not self or not 0 <= i < self.algorithm.batch_size or self._told[i]:
+        pending = self._batch is not None and 0 <= i < self.algorithm.batch_size
+        if trial.tuner is not self or not pending or self._told[i]:
             raise ValueError(f"trial {trial.id} is not pending in this tuner")
         trial.reward = float(reward)
         self._rewards[i] = reward
