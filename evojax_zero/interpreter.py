@@ -90,21 +90,64 @@ def _m_max(a, b):  # matrix: (a > b) ? a : b
     return jnp.where(a > b, a, b)
 
 
+def _tree_sum(x, axis: int = -1):
+    """Sum over a power-of-two axis as a fixed pairwise tree (halves added elementwise).
+
+    A fixed order keeps results bit-identical whatever the batch size or device count
+    (XLA's own reductions may vectorise differently), and matches Eigen's packet order."""
+    x = jnp.moveaxis(x, axis, -1)
+    while x.shape[-1] > 1:
+        h = x.shape[-1] // 2
+        x = x[..., :h] + x[..., h:]
+    return x[..., 0]
+
+
+def _sum_all(x):
+    return _tree_sum(x.reshape(-1))
+
+
+# Cephes' atan: rational approximation after range reduction (max error ~1 ulp in float64).
+_ATAN_P = (-8.750608600031904122785e-1, -1.615753718733365076637e1, -7.500855792314704667340e1,
+           -1.228866684490136173410e2, -6.485021904942025371773e1)
+_ATAN_Q = (2.485846490142306297962e1, 1.650270098316988542046e2, 4.328810604912902668951e2,
+           4.853903996359136964868e2, 1.945506571482613964425e2)
+_MOREBITS = 6.123233995736765886130e-17
+
+
+def _atan(x):
+    """atan from +, *, / only. XLA CPU's atan/atan2 give last bits that depend on the
+    batch size (vectorised vs scalar code), which would make results depend on the
+    number of devices; plain arithmetic does not."""
+    dt = x.dtype
+    a = jnp.abs(x)
+    big = a > 2.414213562373095  # tan(3 pi / 8)
+    mid = (a > 0.66) & ~big
+    xr = jnp.where(big, -1.0 / jnp.where(big, a, 1.0),
+                   jnp.where(mid, (a - 1.0) / (a + 1.0), a))
+    y0 = jnp.where(big, math.pi / 2, jnp.where(mid, math.pi / 4, 0.0)).astype(dt)
+    more = jnp.where(big, _MOREBITS, jnp.where(mid, 0.5 * _MOREBITS, 0.0)).astype(dt)
+    z = xr * xr
+    p = (((_ATAN_P[0] * z + _ATAN_P[1]) * z + _ATAN_P[2]) * z + _ATAN_P[3]) * z + _ATAN_P[4]
+    q = ((((z + _ATAN_Q[0]) * z + _ATAN_Q[1]) * z + _ATAN_Q[2]) * z + _ATAN_Q[3]) * z + _ATAN_Q[4]
+    out = jnp.where(x < 0, -1.0, 1.0).astype(dt) * (y0 + (xr * (z * p / q) + xr + more))
+    return jnp.where((x == 0) | jnp.isnan(x), x, out)
+
+
 def _dot(a, b):
-    return jnp.sum(a * b)
+    return _tree_sum(a * b)
 
 
 def _mat_vec(m, v):
-    return jnp.sum(m * v[None, :], axis=1)
+    return _tree_sum(m * v[None, :], axis=1)
 
 
 def _mat_mat(a, b):
-    return jnp.sum(a[:, :, None] * b[None, :, :], axis=1)
+    return _tree_sum(a[:, :, None] * b[None, :, :], axis=1)
 
 
 def _std(x, n):
-    mean = jnp.sum(x) / n
-    return jnp.sqrt(jnp.sum(x * x) / n - mean * mean)
+    mean = _sum_all(x) / n
+    return jnp.sqrt(_sum_all(x * x) / n - mean * mean)
 
 
 def _float_index(f, F):
@@ -187,7 +230,7 @@ class FunctionRunner:
             Op.SCALAR_TAN: lambda: jnp.tan(s1),
             Op.SCALAR_ARCSIN: lambda: jnp.arcsin(s1),
             Op.SCALAR_ARCCOS: lambda: jnp.arccos(s1),
-            Op.SCALAR_ARCTAN: lambda: jnp.arctan(s1),
+            Op.SCALAR_ARCTAN: lambda: _atan(s1),
             Op.SCALAR_EXP: lambda: jnp.exp(s1),
             Op.SCALAR_LOG: lambda: jnp.log(s1),
             Op.SCALAR_HEAVYSIDE: lambda: jnp.where(s1 >= 0, one, zero),
@@ -209,9 +252,9 @@ class FunctionRunner:
             Op.MATRIX_VECTOR_PRODUCT: lambda: _mat_vec(m1, v2),
             Op.VECTOR_COLUMN_BROADCAST: lambda: jnp.broadcast_to(v1[:, None], (F, F)),
             Op.VECTOR_ROW_BROADCAST: lambda: jnp.broadcast_to(v1[None, :], (F, F)),
-            Op.MATRIX_NORM: lambda: jnp.sqrt(jnp.sum(m1 * m1)),
-            Op.MATRIX_COLUMN_NORM: lambda: jnp.sqrt(jnp.sum(m1 * m1, axis=0)),
-            Op.MATRIX_ROW_NORM: lambda: jnp.sqrt(jnp.sum(m1 * m1, axis=1)),
+            Op.MATRIX_NORM: lambda: jnp.sqrt(_sum_all(m1 * m1)),
+            Op.MATRIX_COLUMN_NORM: lambda: jnp.sqrt(_tree_sum(m1 * m1, axis=0)),
+            Op.MATRIX_ROW_NORM: lambda: jnp.sqrt(_tree_sum(m1 * m1, axis=1)),
             Op.MATRIX_TRANSPOSE: lambda: m1.T,
             Op.MATRIX_ABS: lambda: jnp.abs(m1),
             Op.MATRIX_SUM: lambda: m1 + m2,
@@ -225,11 +268,11 @@ class FunctionRunner:
             Op.SCALAR_MAX: lambda: _sv_max(s1, s2),
             Op.VECTOR_MAX: lambda: _sv_max(v1, v2),
             Op.MATRIX_MAX: lambda: _m_max(m1, m2),
-            Op.VECTOR_MEAN: lambda: jnp.sum(v1) / F,
-            Op.MATRIX_MEAN: lambda: jnp.sum(m1) / (F * F),
-            Op.MATRIX_ROW_MEAN: lambda: jnp.sum(m1, axis=1) / F,
+            Op.VECTOR_MEAN: lambda: _tree_sum(v1) / F,
+            Op.MATRIX_MEAN: lambda: _sum_all(m1) / (F * F),
+            Op.MATRIX_ROW_MEAN: lambda: _tree_sum(m1, axis=1) / F,
             Op.MATRIX_ROW_ST_DEV: lambda: jnp.sqrt(
-                jnp.sum(m1 * m1, axis=1) / F - (jnp.sum(m1, axis=1) / F) ** 2),
+                _tree_sum(m1 * m1, axis=1) / F - (_tree_sum(m1, axis=1) / F) ** 2),
             Op.VECTOR_ST_DEV: lambda: _std(v1, F),
             Op.MATRIX_ST_DEV: lambda: _std(m1, F * F),
             Op.SCALAR_CONST_SET: lambda: act,
@@ -287,7 +330,7 @@ MINUS_TWO_OVER_PI = -0.63661977236758138243
 
 def flip_and_squash(rms: jax.Array) -> jax.Array:
     """1 - (2/pi) atan(rms); 0 for NaN or inf."""
-    return jnp.where(jnp.isfinite(rms), 1.0 + MINUS_TWO_OVER_PI * jnp.arctan(rms), 0.0)
+    return jnp.where(jnp.isfinite(rms), 1.0 + MINUS_TWO_OVER_PI * _atan(rms), 0.0)
 
 
 def sigmoid(x: jax.Array) -> jax.Array:

@@ -1,0 +1,184 @@
+"""Evaluator API: compile-once behaviour, boundary errors, schedules, tasks, sharding."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from evojax_zero import program as P
+from evojax_zero import tasks as T
+from evojax_zero.evaluator import EvalConfig, Evaluator, epoch_schedule
+
+SPEC = P.ProgramSpec(setup_ops=[56], predict_ops=[27], learn_ops=[2, 3, 18, 23],
+                     max_setup_size=5, max_predict_size=1, max_learn_size=4)
+LINEAR = dict(setup=[[56, 0, 0, 2, 0.01]], predict=[[27, 1, 0, 1]],
+              learn=[[2, 0, 1, 3], [3, 2, 3, 3], [18, 3, 0, 2], [23, 1, 2, 1]])
+
+
+def linear_program(lr=0.01):
+    return P.from_lists(SPEC, **{**LINEAR, "setup": [[56, 0, 0, 2, lr]]})
+
+
+@pytest.fixture(scope="module")
+def small_tasks():
+    return T.linear_regression(num_tasks=3, num_train=20, num_valid=10)
+
+
+def test_sgd_linear_regression_is_solved():
+    tasks = T.linear_regression(num_tasks=4, num_train=1000, num_valid=100)
+    fit = Evaluator(SPEC, backend="xla")(P.stack([linear_program()]), tasks, jax.random.key(0))
+    assert float(fit[0]) > 0.999
+
+
+def test_empty_program_fitness_is_squashed_rms_of_labels(small_tasks):
+    # Predict never writes s1, so the prediction is 0: RMS = sqrt(mean(y^2)).
+    fit = Evaluator(SPEC, backend="xla").per_task(
+        P.empty(SPEC, (1,)), small_tasks, jax.random.key(0))
+    rms = np.sqrt(np.mean(np.asarray(small_tasks.valid_y, np.float64) ** 2, axis=1))
+    np.testing.assert_allclose(fit[0], 1 - 2 / np.pi * np.arctan(rms), rtol=1e-5)
+
+
+def test_second_call_with_new_programs_does_not_recompile(small_tasks):
+    ev = Evaluator(SPEC, backend="xla")
+    a = P.stack([linear_program(0.01), P.empty(SPEC)])
+    b = P.stack([linear_program(0.5), linear_program(-0.1)])
+    key = jax.random.key(0)
+    ev(a, small_tasks, key)
+    ev.per_task(a, small_tasks, key)
+    sizes = (ev._combined._cache_size(), ev._per_task._cache_size())
+    r1 = ev(b, small_tasks, jax.random.key(1))
+    r2 = ev.per_task(b, small_tasks, key)
+    assert (ev._combined._cache_size(), ev._per_task._cache_size()) == sizes == (1, 1)
+    assert r1.shape == (2,) and r2.shape == (2, 3)
+
+
+def test_median_and_mean_combination(small_tasks):
+    progs = P.stack([linear_program(0.2)])
+    per = np.asarray(Evaluator(SPEC, backend="xla").per_task(progs, small_tasks,
+                                                              jax.random.key(0)))
+    med = Evaluator(SPEC, EvalConfig(combine="median"), backend="xla")(
+        progs, small_tasks, jax.random.key(0))
+    mean = Evaluator(SPEC, backend="xla")(progs, small_tasks, jax.random.key(0))
+    np.testing.assert_allclose(med, np.median(per, axis=1), rtol=1e-6)
+    np.testing.assert_allclose(mean, per.mean(axis=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("n,e,req,expected", [
+    (100, 1, None, [100]), (100, 1, 10, [10]), (100, 1, 1000, [100]),
+    (50, 3, 120, [50, 50, 20]), (50, 3, None, [50, 50, 50]), (50, 3, 100, [50, 50]),
+])
+def test_epoch_schedule(n, e, req, expected):
+    assert epoch_schedule(n, e, req) == expected
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    (dict(num_train_examples=0), "num_train_examples"),
+    (dict(num_valid_examples=-1), "num_valid_examples"),
+    (dict(max_abs_error=0.0), "max_abs_error"),
+    (dict(combine="max"), "combine"),
+])
+def test_config_errors_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        EvalConfig(**kwargs)
+
+
+def test_boundary_errors(small_tasks):
+    ev = Evaluator(SPEC, backend="xla")
+    with pytest.raises(ValueError, match="backend"):
+        Evaluator(SPEC, backend="tpu-magic")
+    with pytest.raises(ValueError, match="leading population axis"):
+        ev(linear_program(), small_tasks, jax.random.key(0))
+    with pytest.raises(ValueError, match="feature size"):
+        ev(P.stack([linear_program()]), T.linear_regression(2, 8, 10, 10), jax.random.key(0))
+    with pytest.raises(ValueError, match="keys"):
+        ev(P.stack([linear_program()]), small_tasks, jax.random.split(jax.random.key(0), 3))
+    other = SPEC.replace(max_learn_size=6)
+    with pytest.raises(ValueError, match="max_learn_size"):
+        ev(P.empty(other, (1,)), small_tasks, jax.random.key(0))
+
+
+def test_teacher_task_zeroes_rows_0_and_2():
+    # With rows 0 and 2 of W1 and entries 0 and 2 of w2 zeroed, y depends only on the
+    # hidden units 1 and 3; check y = w2 . relu(W1 x) can be refit with that structure.
+    t = T.teacher_regression(num_tasks=1, num_train=200, num_valid=10)
+    x, y = np.asarray(t.train_x[0], np.float64), np.asarray(t.train_y[0], np.float64)
+    assert x.shape == (200, 4) and y.shape == (200,)
+    assert np.all(np.isfinite(y)) and np.std(y) > 0
+    assert (y >= 0).mean() < 1.0 or (y <= 0).mean() < 1.0
+
+
+def test_linear_tasks_are_exact_and_seeded():
+    a = T.linear_regression(num_tasks=2, num_train=30, num_valid=5)
+    b = T.linear_regression(num_tasks=2, num_train=30, num_valid=5)
+    np.testing.assert_array_equal(a.train_x, b.train_x)
+    x = np.asarray(a.train_x[0], np.float64)
+    w, *_ = np.linalg.lstsq(x, np.asarray(a.train_y[0], np.float64), rcond=None)
+    np.testing.assert_allclose(x @ w, a.train_y[0], atol=1e-4)  # y = w.x, no noise
+    c = T.linear_regression(num_tasks=2, num_train=30, num_valid=5, param_seeds=[5, 6])
+    assert not np.allclose(c.train_y, a.train_y)
+
+
+def test_epoch_orders_first_epoch_in_order_later_shuffled():
+    o = T.epoch_orders(11001, 20, 3)
+    np.testing.assert_array_equal(o[0], np.arange(20))
+    assert sorted(o[1]) == list(range(20)) and not np.array_equal(o[1], np.arange(20))
+
+
+def test_projected_digits_pairs():
+    tasks, tests = T.projected_binary([(1, 0), (7, 3)], seeds=[0, 1], feature_size=16,
+                                      return_test=True)
+    assert tasks.eval_type == T.ACCURACY and tasks.feature_size == 16
+    x = np.asarray(tasks.train_x[0], np.float64)
+    np.testing.assert_allclose(x.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(x.std(0), 1, atol=1e-4)
+    y = np.asarray(tasks.train_y[0])
+    assert set(np.unique(y)) == {0.0, 1.0} and abs(y.mean() - 0.5) < 0.02
+    assert tests[0][0].shape[1] == 16
+    with pytest.raises(ValueError, match="pair"):
+        T.projected_binary([(3, 3)], seeds=[0])
+
+
+def test_from_arrays_validates():
+    x = np.zeros((5, 4))
+    with pytest.raises(ValueError, match="eval_type"):
+        T.from_arrays(x, np.zeros(5), x, np.zeros(5), eval_type="mse")
+    with pytest.raises(ValueError, match="labels"):
+        T.from_arrays(x, np.zeros(4), x, np.zeros(5))
+    with pytest.raises(ValueError, match="feature_size"):
+        T.from_arrays(np.zeros((5, 3)), np.zeros(5), np.zeros((5, 3)), np.zeros(5))
+    t = T.from_arrays(x, np.ones(5), x, np.zeros(5), eval_type="accuracy")
+    assert t.num_tasks == 1 and t.num_train == 5
+
+
+def test_eight_devices_match_one_device():
+    """The population sharded over 8 (fake CPU) devices scores exactly as on one."""
+    code = textwrap.dedent("""
+        import jax, numpy as np
+        from jax.sharding import NamedSharding, PartitionSpec as PS
+        from evojax_zero import program as P, tasks as T
+        from evojax_zero.evaluator import Evaluator
+        import tests.test_evaluator as t
+        assert len(jax.devices()) == 8
+        progs = P.stack([t.linear_program(lr) for lr in np.linspace(-0.1, 0.3, 16)])
+        tasks = T.linear_regression(num_tasks=2, num_train=20, num_valid=10)
+        ev = Evaluator(t.SPEC, backend="xla")
+        keys = jax.random.split(jax.random.key(0), 16)
+        one = np.asarray(ev.per_task(progs, tasks, keys))
+        mesh = jax.make_mesh((8,), ("pop",), axis_types=(jax.sharding.AxisType.Auto,))
+        shard = NamedSharding(mesh, PS("pop"))
+        progs8 = jax.device_put(progs, shard)
+        out = ev.per_task(progs8, tasks, jax.device_put(keys, shard))
+        assert len(out.sharding.device_set) == 8, out.sharding
+        np.testing.assert_array_equal(np.asarray(out), one)
+        print("OK")
+    """)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+               JAX_PLATFORMS="cpu")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", code], env=env, cwd=root,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]
