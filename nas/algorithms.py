@@ -71,7 +71,7 @@ class RandomSearchState:
     best: Best
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True)
 class RandomSearch:
     """Uniform random sampling of the space."""
 
@@ -100,7 +100,7 @@ class EvolutionSearchState:
     best: Best
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True)
 class RegularizedEvolution:
     """Regularized (aging) evolution on the shared ``evojax_zero`` engine.
 
@@ -154,7 +154,7 @@ class ReinforceState:
     best: Best
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True)
 class Reinforce:
     """REINFORCE controller: an :class:`ArchDistribution` trained by policy gradient
     with an exponential-moving-average baseline and Adam."""
