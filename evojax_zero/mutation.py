@@ -1,0 +1,466 @@
+"""Mutations of AutoML-Zero programs as pure, jittable functions on program tensors.
+
+Follows the reference's ``mutator.cc`` / ``instruction.cc`` (contract sections 2 and 5):
+with probability ``mutate_prob`` (1.0 = always) the child gets exactly one mutation, drawn
+uniformly from ``mutation_types``; the component function is drawn uniformly among the
+mutable ones (non-empty op list) and the instruction position uniformly. Otherwise the
+child is an unmodified clone.
+
+Everything works on ONE program with static shapes (``vmap`` it for a batch): insert and
+remove shift rows inside the fixed-length arrays and keep NO_OP padding; random choices
+are made with ``jnp.where`` / ``lax.switch``. Every result passes ``program.validate``.
+
+Random instructions (``Instruction(op, rand_gen)`` in the reference): op uniform from the
+function's allowed list; inputs uniform in [0,S)/[0,V)/[0,M), outputs in [1,S)/[1,V)/[0,M);
+data as RandomizeData: SCALAR_CONST activation ~ U(-1,1); VECTOR_CONST f0 ~ U[0,1),
+f1 ~ U[-1,1); MATRIX_CONST f0,f1 ~ U[0,1), f2 ~ U[-1,1); GAUSSIAN f0 ~ U[-1,1),
+f1 ~ U[0,1); UNIFORM f0, f1 ~ U[-1,1) each, *not* sorted (as the reference). Unused
+addresses and data are 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from evojax_zero.ops import FIRST_OUT_ADDRESS, NUM_OPS, OP_SPECS, Kind, Op, as_op
+from evojax_zero.program import FUNCTION_NAMES, Function, Program, ProgramSpec
+
+
+class MutationType(enum.IntEnum):
+    """The reference's ``MutationType`` ids (mutator.proto)."""
+
+    ALTER_PARAM = 0
+    RANDOMIZE_INSTRUCTION = 1
+    RANDOMIZE_COMPONENT_FUNCTION = 2
+    IDENTITY = 3
+    INSERT_INSTRUCTION = 4
+    REMOVE_INSTRUCTION = 5
+    TRADE_INSTRUCTION = 6
+    RANDOMIZE_ALGORITHM = 7
+
+
+def as_mutation_type(t) -> MutationType:
+    """Coerce an id or name (``"ALTER_PARAM"`` or ``"ALTER_PARAM_MUTATION_TYPE"``)."""
+    if isinstance(t, str):
+        key = t.strip().upper().removesuffix("_MUTATION_TYPE")
+        try:
+            return MutationType[key]
+        except KeyError:
+            raise ValueError(
+                f"unknown mutation type {t!r}; allowed: {[m.name for m in MutationType]}"
+            ) from None
+    if isinstance(t, bool) or not isinstance(t, int | np.integer) or not 0 <= int(t) < 8:
+        raise ValueError(
+            f"mutation type must be an id 0-7 or a name, got {t!r}; "
+            f"allowed: {[f'{m.value}={m.name}' for m in MutationType]}"
+        )
+    return MutationType(int(t))
+
+
+_NEED_FUNCTION = {MutationType.ALTER_PARAM, MutationType.RANDOMIZE_INSTRUCTION,
+                  MutationType.RANDOMIZE_COMPONENT_FUNCTION, MutationType.INSERT_INSTRUCTION,
+                  MutationType.REMOVE_INSTRUCTION, MutationType.TRADE_INSTRUCTION}
+
+
+@dataclasses.dataclass(frozen=True)
+class MutationConfig:
+    """What mutations may do.
+
+    * ``setup_ops`` / ``predict_ops`` / ``learn_ops``: ops a mutation (or a random
+      program) may *introduce* in that function; a subset of the ProgramSpec's. An empty
+      list freezes the function (never randomized or mutated), as in the reference.
+      Duplicates are kept: the op is drawn uniformly from the list as given.
+    * ``mutation_types``: drawn uniformly (duplicates weight a type, as in the reference).
+    * ``mutate_prob``: probability that a child is mutated (else it is a clone).
+    * ``{fn}_size_min`` / ``{fn}_size_max``: insert only while ``size < max - 1``, remove
+      only while ``size > min`` (the reference's bounds). ``None`` max means "up to the
+      ProgramSpec's length" (max = L + 1); ``None`` min means 0.
+    """
+
+    setup_ops: tuple = ()
+    predict_ops: tuple = ()
+    learn_ops: tuple = ()
+    mutation_types: tuple = (MutationType.ALTER_PARAM, MutationType.RANDOMIZE_INSTRUCTION,
+                             MutationType.RANDOMIZE_COMPONENT_FUNCTION)
+    mutate_prob: float = 0.9
+    setup_size_min: int | None = None
+    setup_size_max: int | None = None
+    predict_size_min: int | None = None
+    predict_size_max: int | None = None
+    learn_size_min: int | None = None
+    learn_size_max: int | None = None
+
+    def __post_init__(self):
+        for fn in FUNCTION_NAMES:
+            raw = getattr(self, f"{fn}_ops")
+            if isinstance(raw, str | int):
+                raise ValueError(f"MutationConfig.{fn}_ops must be a list of ops, got {raw!r}")
+            try:
+                ops = tuple(as_op(o) for o in raw)
+            except ValueError as e:
+                raise ValueError(f"MutationConfig.{fn}_ops: {e}") from None
+            object.__setattr__(self, f"{fn}_ops", ops)
+            for bound in ("min", "max"):
+                v = getattr(self, f"{fn}_size_{bound}")
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int | np.integer)
+                                      or v < 0):
+                    raise ValueError(
+                        f"MutationConfig.{fn}_size_{bound} must be None or an int >= 0, got {v!r}")
+            lo, hi = getattr(self, f"{fn}_size_min"), getattr(self, f"{fn}_size_max")
+            if lo is not None and hi is not None and lo > hi:
+                raise ValueError(f"MutationConfig.{fn}_size_min ({lo}) > {fn}_size_max ({hi})")
+        types = self.mutation_types
+        if isinstance(types, str | int):
+            types = (types,)
+        types = tuple(as_mutation_type(t) for t in types)
+        if not types:
+            raise ValueError("MutationConfig.mutation_types must not be empty; allowed: "
+                             f"{[m.name for m in MutationType]}")
+        object.__setattr__(self, "mutation_types", types)
+        p = self.mutate_prob
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"MutationConfig.mutate_prob must be a float in [0, 1], got {p!r}")
+        if not self.mutable_functions and _NEED_FUNCTION.intersection(types):
+            raise ValueError(
+                "MutationConfig: every function is frozen (empty op lists) but mutation_types "
+                f"{[t.name for t in types]} need a mutable function; give setup_ops, "
+                "predict_ops or learn_ops, or use only IDENTITY / RANDOMIZE_ALGORITHM")
+
+    @property
+    def mutable_functions(self) -> tuple[str, ...]:
+        return tuple(fn for fn in FUNCTION_NAMES if getattr(self, f"{fn}_ops"))
+
+    def ops(self, fn: str) -> tuple[Op, ...]:
+        return getattr(self, f"{fn}_ops")
+
+    def size_bounds(self, fn: str, spec: ProgramSpec) -> tuple[int, int]:
+        """(min, max) in the reference's sense, with None filled from the spec."""
+        lo = getattr(self, f"{fn}_size_min")
+        hi = getattr(self, f"{fn}_size_max")
+        return (0 if lo is None else int(lo)), (spec.max_size(fn) + 1 if hi is None else int(hi))
+
+    def check(self, spec: ProgramSpec) -> None:
+        """Raise ValueError unless this config fits ``spec``."""
+        for fn in FUNCTION_NAMES:
+            allowed = set(spec.ops(fn))
+            bad = [o.name for o in self.ops(fn) if o not in allowed]
+            if bad:
+                raise ValueError(
+                    f"MutationConfig.{fn}_ops has ops {bad} that ProgramSpec.{fn}_ops does not "
+                    f"allow; allowed: {[o.name for o in spec.ops(fn)]}")
+            lo, hi = self.size_bounds(fn, spec)
+            grows = MutationType.INSERT_INSTRUCTION in self.mutation_types
+            if grows and hi - 1 > spec.max_size(fn):
+                raise ValueError(
+                    f"MutationConfig.{fn}_size_max={hi} lets insertions grow {fn} to {hi - 1} "
+                    f"instructions but ProgramSpec.max_{fn}_size is {spec.max_size(fn)}; "
+                    f"use {fn}_size_max <= {spec.max_size(fn) + 1}")
+
+
+# ---------------------------------------------------------------------------------------
+# Static op tables
+# ---------------------------------------------------------------------------------------
+
+_IN1 = np.array([int(s.in1) for s in OP_SPECS], np.int32)
+_IN2 = np.array([int(s.in2) for s in OP_SPECS], np.int32)
+_OUT = np.array([int(s.out) for s in OP_SPECS], np.int32)
+# 0 = NO_OP, 1 = one input, 2 = two inputs, 3 = data op (const/uniform/gaussian set)
+_CATEGORY = np.array(
+    [0 if s.op == Op.NO_OP else 3 if s.is_data_op else s.num_inputs for s in OP_SPECS], np.int32)
+_SC, _VC, _MC = int(Op.SCALAR_CONST_SET), int(Op.VECTOR_CONST_SET), int(Op.MATRIX_CONST_SET)
+_IS_UNIFORM = np.zeros(NUM_OPS, bool)
+_IS_UNIFORM[Op.SCALAR_UNIFORM_SET:Op.VECTOR_GAUSSIAN_SET - 1] = True
+_IS_GAUSSIAN = np.zeros(NUM_OPS, bool)
+_IS_GAUSSIAN[Op.SCALAR_GAUSSIAN_SET:NUM_OPS] = True
+assert _IS_UNIFORM.sum() == 3 and _IS_GAUSSIAN.sum() == 3
+
+
+def _address_tables(spec: ProgramSpec):
+    """(in_hi[kind], out_lo[kind], out_hi[kind]) with kind NONE mapping to {0}."""
+    n = [1, spec.num_scalars, spec.num_vectors, spec.num_matrices]
+    out_lo = [0] + [FIRST_OUT_ADDRESS[k] for k in (Kind.SCALAR, Kind.VECTOR, Kind.MATRIX)]
+    return (jnp.asarray(n, jnp.int32), jnp.asarray(out_lo, jnp.int32), jnp.asarray(n, jnp.int32))
+
+
+def _f32(x):
+    """Round to float32 (the reference stores float_data as float)."""
+    return x.astype(jnp.float32)
+
+
+def _open_uniform(key, lo, hi):
+    """U(lo, hi), both ends open (absl IntervalOpen)."""
+    return jax.random.uniform(key, (), jnp.float32, jnp.nextafter(jnp.float32(lo), jnp.float32(hi)),
+                              hi)
+
+
+def _addr(key, lo, hi):
+    return jax.random.randint(key, (), lo, hi, jnp.int32)
+
+
+def random_instruction(key, op, spec: ProgramSpec, dtype):
+    """A fresh random instruction with the given op: (addr int32[3], data[4])."""
+    in_hi, out_lo, out_hi = _address_tables(spec)
+    k1, k2, k3, kd = jax.random.split(key, 4)
+    addr = jnp.stack([
+        _addr(k1, 0, in_hi[jnp.asarray(_IN1)[op]]),
+        _addr(k2, 0, in_hi[jnp.asarray(_IN2)[op]]),
+        _addr(k3, out_lo[jnp.asarray(_OUT)[op]], out_hi[jnp.asarray(_OUT)[op]]),
+    ])
+    return addr, _random_data(kd, op, dtype)
+
+
+def _random_data(key, op, dtype):
+    ka, k0, k1, k2 = jax.random.split(key, 4)
+    act = _open_uniform(ka, -1.0, 1.0)
+    u01 = jax.random.uniform(k0, (3,), jnp.float32, 0.0, 1.0)
+    um11 = jax.random.uniform(k1, (3,), jnp.float32, -1.0, 1.0)
+    del k2
+    is_unif = jnp.asarray(_IS_UNIFORM)[op]
+    is_gauss = jnp.asarray(_IS_GAUSSIAN)[op]
+    f0 = jnp.where((op == _VC) | (op == _MC), u01[0], jnp.where(is_unif | is_gauss, um11[0], 0.0))
+    f1 = jnp.where(op == _VC, um11[1], jnp.where(
+        (op == _MC) | is_gauss, u01[1], jnp.where(is_unif, um11[1], 0.0)))
+    f2 = jnp.where(op == _MC, um11[2], 0.0)
+    a = jnp.where(op == _SC, act, 0.0)
+    return jnp.stack([a.astype(dtype), _f32(f0).astype(dtype), _f32(f1).astype(dtype),
+                      _f32(f2).astype(dtype)])
+
+
+def _random_op(key, ops: tuple[Op, ...]):
+    table = jnp.asarray([int(o) for o in ops], jnp.int32)
+    return table[jax.random.randint(key, (), 0, len(ops))]
+
+
+def _random_row(key, ops, spec, dtype):
+    ko, ki = jax.random.split(key)
+    op = _random_op(ko, ops)
+    addr, data = random_instruction(ki, op, spec, dtype)
+    return op, addr, data
+
+
+# ---------------------------------------------------------------------------------------
+# AlterParam (instruction.cc)
+# ---------------------------------------------------------------------------------------
+
+
+def _log_scale_or_flip(key, x):
+    """W.p. 0.1 flip the sign, else multiply by exp(N(0, 1))."""
+    kf, kg = jax.random.split(key)
+    flip = jax.random.uniform(kf, ()) < 0.1
+    return jnp.where(flip, -x, x * jnp.exp(jax.random.normal(kg, (), x.dtype)))
+
+
+def _log_scale(key, x):
+    return x * jnp.exp(jax.random.normal(key, (), x.dtype))
+
+
+def alter_param(key, op, addr, data, spec: ProgramSpec):
+    """The reference's ``Instruction::AlterParam`` on one instruction."""
+    in_hi, out_lo, out_hi = _address_tables(spec)
+    kc, ka, kb, kd = jax.random.split(key, 4)
+    cat = jnp.asarray(_CATEGORY)[op]
+    new_in1 = _addr(ka, 0, in_hi[jnp.asarray(_IN1)[op]])
+    new_in2 = _addr(ka, 0, in_hi[jnp.asarray(_IN2)[op]])
+    new_out = _addr(kb, out_lo[jnp.asarray(_OUT)[op]], out_hi[jnp.asarray(_OUT)[op]])
+    c2 = jax.random.randint(kc, (), 0, 2)
+    c3 = jax.random.randint(kc, (), 0, 3)
+    # 1-input: Choice2 {in1, out}; 2-input: Choice3 {in1, in2, out}; data: Choice2 {out, data}
+    set_in1 = ((cat == 1) & (c2 == 0)) | ((cat == 2) & (c3 == 0))
+    set_in2 = (cat == 2) & (c3 == 1)
+    set_out = ((cat == 1) & (c2 == 1)) | ((cat == 2) & (c3 == 2)) | ((cat == 3) & (c2 == 0))
+    alter_data = (cat == 3) & (c2 == 1)
+    addr = jnp.stack([jnp.where(set_in1, new_in1, addr[0]), jnp.where(set_in2, new_in2, addr[1]),
+                      jnp.where(set_out, new_out, addr[2])])
+    data = jnp.where(alter_data, _alter_data(kd, op, data), data)
+    return addr, data
+
+
+def _alter_data(key, op, data):
+    """The reference's ``Instruction::AlterData`` (only called for data ops)."""
+    kc, k1, k2 = jax.random.split(key, 3)
+    c2 = jax.random.randint(kc, (), 0, 2)
+    c3 = jax.random.randint(kc, (), 0, 3)
+    f = _f32(data[1:])  # float data are float32 values
+    new_index = jax.random.uniform(k1, (), jnp.float32, 0.0, 1.0)
+    act = jnp.where(op == _SC, _log_scale_or_flip(k1, data[0]), data[0])
+    lsf = jax.vmap(_log_scale_or_flip)(jax.random.split(k2, 3), f)
+    ls1 = _log_scale(k2, f[1])
+    is_unif = jnp.asarray(_IS_UNIFORM)[op]
+    is_gauss = jnp.asarray(_IS_GAUSSIAN)[op]
+    # VECTOR_CONST: Choice2 {f0 = U[0,1), f1 log-scale-or-flip}
+    vc = jnp.where(c2 == 0, f.at[0].set(new_index), f.at[1].set(lsf[1]))
+    # MATRIX_CONST: Choice3 {f0 new, f1 new, f2 log-scale-or-flip}
+    mc = jnp.select([c3 == 0, c3 == 1], [f.at[0].set(new_index), f.at[1].set(new_index)],
+                    f.at[2].set(lsf[2]))
+    # GAUSSIAN: Choice2 {mean log-scale-or-flip, stdev log-scale}
+    ga = jnp.where(c2 == 0, f.at[0].set(lsf[0]), f.at[1].set(ls1))
+    # UNIFORM: Choice2 {low, high} log-scale-or-flip, then sort
+    un = jnp.where(c2 == 0, f.at[0].set(lsf[0]), f.at[1].set(lsf[1]))
+    un = un.at[0].set(jnp.minimum(un[0], un[1])).at[1].set(jnp.maximum(un[0], un[1]))
+    new_f = jnp.select([op == _VC, op == _MC, is_gauss, is_unif], [vc, mc, ga, un], f)
+    new_f = _f32(new_f).astype(data.dtype)
+    return jnp.concatenate([act[None].astype(data.dtype), new_f])
+
+
+# ---------------------------------------------------------------------------------------
+# Per-function mutations
+# ---------------------------------------------------------------------------------------
+
+
+def _set_row(f: Function, pos, op, addr, data) -> Function:
+    return f.replace(op=f.op.at[pos].set(op), addr=f.addr.at[pos].set(addr),
+                     data=f.data.at[pos].set(data))
+
+
+def randomize_function(key, f: Function, ops, spec) -> Function:
+    """Re-randomize every instruction of ``f`` (size kept; padding stays NO_OP)."""
+    L = f.op.shape[-1]
+    op, addr, data = jax.vmap(lambda k: _random_row(k, ops, spec, f.data.dtype))(
+        jax.random.split(key, L))
+    live = jnp.arange(L) < f.size
+    return f.replace(op=jnp.where(live, op, 0), addr=jnp.where(live[:, None], addr, 0),
+                     data=jnp.where(live[:, None], data, 0).astype(f.data.dtype))
+
+
+def _insert(f: Function, pos, op, addr, data) -> Function:
+    """Insert a row at ``pos`` into an L+1 buffer (caller truncates)."""
+    def ext(x):
+        return jnp.concatenate([x, jnp.zeros((1, *x.shape[1:]), x.dtype)])
+
+    def shift(x, row):
+        x = ext(x)
+        i = jnp.arange(x.shape[0]).reshape((-1,) + (1,) * (x.ndim - 1))
+        prev = jnp.roll(x, 1, axis=0)
+        return jnp.where(i < pos, x, jnp.where(i == pos, row, prev))
+
+    return Function(op=shift(f.op, op), addr=shift(f.addr, addr), data=shift(f.data, data),
+                    size=f.size + 1)
+
+
+def _remove(f: Function, pos) -> Function:
+    def shift(x):
+        i = jnp.arange(x.shape[0]).reshape((-1,) + (1,) * (x.ndim - 1))
+        nxt = jnp.roll(x, -1, axis=0).at[-1].set(0)
+        return jnp.where(i < pos, x, nxt)
+
+    return Function(op=shift(f.op), addr=shift(f.addr), data=shift(f.data), size=f.size - 1)
+
+
+def _truncate(f: Function, L: int) -> Function:
+    return Function(op=f.op[:L], addr=f.addr[:L], data=f.data[:L], size=f.size)
+
+
+def mutate_function(key, f: Function, mtype, fn: str, config: MutationConfig,
+                    spec: ProgramSpec) -> Function:
+    """Apply mutation ``mtype`` (traced int) to component function ``f`` (unbatched)."""
+    ops = config.ops(fn)
+    lo, hi = config.size_bounds(fn, spec)
+    L = f.op.shape[-1]
+    dtype = f.data.dtype
+    kp, kr, kq, ka = jax.random.split(key, 4)
+    size = f.size
+    pos = jax.random.randint(kp, (), 0, jnp.maximum(size, 1))  # uniform in [0, size)
+    ins_pos = jax.random.randint(kp, (), 0, size + 1)  # uniform in [0, size]
+    r_op, r_addr, r_data = _random_row(kr, ops, spec, dtype)
+    nonempty = size > 0
+
+    def alter(_):
+        addr, data = alter_param(ka, f.op[pos], f.addr[pos], f.data[pos], spec)
+        g = _set_row(f, pos, f.op[pos], addr, data)
+        return jax.tree.map(lambda a, b: jnp.where(nonempty, a, b), g, f)
+
+    def rand_instr(_):
+        g = _set_row(f, pos, r_op, r_addr, r_data)
+        return jax.tree.map(lambda a, b: jnp.where(nonempty, a, b), g, f)
+
+    def rand_fn(_):
+        return randomize_function(ka, f, ops, spec)
+
+    def identity(_):
+        return f
+
+    def insert(_):
+        g = _truncate(_insert(f, ins_pos, r_op, r_addr, r_data), L)
+        return jax.tree.map(lambda a, b: jnp.where(size < hi - 1, a, b), g, f)
+
+    def remove(_):
+        g = _remove(f, pos)
+        return jax.tree.map(lambda a, b: jnp.where(size > lo, a, b), g, f)
+
+    def trade(_):
+        g = _insert(f, ins_pos, r_op, r_addr, r_data)  # L+1 rows
+        q = jax.random.randint(kq, (), 0, g.size)
+        return _truncate(_remove(g, q), L)
+
+    branches = [alter, rand_instr, rand_fn, identity, insert, remove, trade, rand_fn]
+    return jax.lax.switch(mtype, branches, None)
+
+
+def mutation_choice(key: jax.Array, config: MutationConfig):
+    """(mutated?, mutation type, index into ``config.mutable_functions``) for one child:
+    mutated with prob ``mutate_prob`` (always if >= 1), type uniform over the list,
+    function uniform over the mutable ones."""
+    k_prob, k_type, k_fn = jax.random.split(key, 3)
+    p = float(config.mutate_prob)
+    do = jnp.asarray(True) if p >= 1.0 else jax.random.uniform(k_prob, ()) < p
+    types = jnp.asarray([int(t) for t in config.mutation_types], jnp.int32)
+    mtype = types[jax.random.randint(k_type, (), 0, len(types))]
+    chosen = jax.random.randint(k_fn, (), 0, max(len(config.mutable_functions), 1))
+    return do, mtype, chosen
+
+
+def mutate(key: jax.Array, program: Program, config: MutationConfig,
+           spec: ProgramSpec) -> Program:
+    """Mutate ONE program as the reference's ``Mutator::Mutate`` (pure, jittable).
+
+    ``vmap`` over keys and programs for a batch. Static arguments: ``config``, ``spec``.
+    """
+    if program.batch_shape:
+        raise ValueError(f"mutate takes one program (vmap it); got batch {program.batch_shape}")
+    config.check(spec)
+    k_choice, k_mut = jax.random.split(key)
+    do, mtype, chosen = mutation_choice(k_choice, config)
+    mutable = config.mutable_functions
+    keys = jax.random.split(k_mut, len(FUNCTION_NAMES))
+    out = {}
+    for i, fn in enumerate(FUNCTION_NAMES):
+        f = program.function(fn)
+        if fn not in mutable:
+            out[fn] = f
+            continue
+        j = mutable.index(fn)
+        g = mutate_function(keys[i], f, mtype, fn, config, spec)
+        apply = do & ((chosen == j) | (mtype == MutationType.RANDOMIZE_ALGORITHM))
+        out[fn] = jax.tree.map(lambda a, b, apply=apply: jnp.where(apply, a, b), g, f)
+    return Program(**out)
+
+
+def random_program(key: jax.Array, spec: ProgramSpec, config: MutationConfig,
+                   sizes: Sequence[int]) -> Program:
+    """The reference's RANDOM_ALGORITHM: functions of the given sizes filled with random
+    instructions from each function's allowed ops (frozen functions stay all NO_OP)."""
+    from evojax_zero.program import empty
+
+    prog = empty(spec, sizes=sizes)
+    keys = jax.random.split(key, 3)
+    fns = {}
+    for k, fn in zip(keys, FUNCTION_NAMES, strict=True):
+        f = prog.function(fn)
+        fns[fn] = randomize_function(k, f, config.ops(fn), spec) if config.ops(fn) else f
+    return Program(**fns)
+
+
+def make_mutate_fn(config: MutationConfig, spec: ProgramSpec):
+    """``(key, program) -> program`` closure for the evolution engine (checks eagerly)."""
+    config.check(spec)
+
+    def fn(key, program):
+        return mutate(key, program, config, spec)
+
+    return fn

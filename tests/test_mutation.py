@@ -1,0 +1,330 @@
+"""Mutations and initial programs: validity, frequencies, hand-checked shifts."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from evojax_zero import algorithms, mutation
+from evojax_zero import program as P
+from evojax_zero.mutation import MutationConfig, MutationType
+from evojax_zero.ops import Op
+
+DEMO_OPS = (56, 27, 2, 3, 18, 23)
+DEMO_SPEC = P.ProgramSpec(4, 3, 1, 4, setup_ops=DEMO_OPS, predict_ops=DEMO_OPS,
+                          learn_ops=DEMO_OPS, max_setup_size=10, max_predict_size=2,
+                          max_learn_size=8)
+DEMO_CFG = MutationConfig(setup_ops=DEMO_OPS, predict_ops=DEMO_OPS, learn_ops=DEMO_OPS)
+
+# A wide spec (all ops, small memory) with every mutation type and size bounds.
+ALL_OPS = tuple(range(1, 65))
+WIDE_SPEC = P.ProgramSpec(3, 3, 2, 4, setup_ops=ALL_OPS, predict_ops=ALL_OPS,
+                          learn_ops=ALL_OPS, max_setup_size=6, max_predict_size=4,
+                          max_learn_size=7)
+WIDE_CFG = MutationConfig(setup_ops=ALL_OPS, predict_ops=(0, 1, 27), learn_ops=ALL_OPS,
+                          mutation_types=tuple(range(8)), mutate_prob=0.8,
+                          setup_size_min=1, setup_size_max=7, learn_size_min=2,
+                          learn_size_max=6)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _mutate_many(keys, prog, cfg, spec):
+    return jax.vmap(lambda k: mutation.mutate(k, prog, cfg, spec))(keys)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _random_program(key, spec, cfg, sizes):
+    return mutation.random_program(key, spec, cfg, sizes)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _choices(keys, cfg):
+    return jax.vmap(lambda k: mutation.mutation_choice(k, cfg))(keys)
+
+
+def _rows(f, i=None):
+    f = jax.device_get(f if i is None else jax.tree.map(lambda x: x[i], f))
+    return [(int(f.op[j]), *map(int, f.addr[j]), *map(float, f.data[j]))
+            for j in range(int(f.size))]
+
+
+# -- config validation ------------------------------------------------------------------
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="mutate_prob"):
+        MutationConfig(setup_ops=[1], mutate_prob=1.5)
+    with pytest.raises(ValueError, match="mutation type"):
+        MutationConfig(setup_ops=[1], mutation_types=[9])
+    with pytest.raises(ValueError, match="setup_ops"):
+        MutationConfig(setup_ops=[99])
+    with pytest.raises(ValueError, match="frozen"):
+        MutationConfig(mutation_types=["ALTER_PARAM"])
+    with pytest.raises(ValueError, match="size_min"):
+        MutationConfig(setup_ops=[1], setup_size_min=5, setup_size_max=3)
+    with pytest.raises(ValueError, match="ProgramSpec"):
+        MutationConfig(setup_ops=[64], learn_ops=[1]).check(DEMO_SPEC)
+    with pytest.raises(ValueError, match="max_setup_size"):
+        MutationConfig(setup_ops=[56], mutation_types=[4], setup_size_max=12).check(DEMO_SPEC)
+    # names with the reference's suffixes are accepted
+    cfg = MutationConfig(setup_ops=["SCALAR_CONST_SET_OP"],
+                         mutation_types=["ALTER_PARAM_MUTATION_TYPE", "identity"])
+    assert cfg.mutation_types == (MutationType.ALTER_PARAM, MutationType.IDENTITY)
+
+
+# -- validity (property test) -----------------------------------------------------------
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), s=st.integers(0, 6), p=st.integers(0, 4),
+       lr=st.integers(0, 7))
+def test_every_mutated_program_is_valid(seed, s, p, lr):
+    key = jax.random.key(seed)
+    parent = _random_program(key, WIDE_SPEC, WIDE_CFG, (s, p, lr))
+    P.validate(WIDE_SPEC, parent)
+    children = _mutate_many(jax.random.split(jax.random.fold_in(key, 1), 32), parent,
+                            WIDE_CFG, WIDE_SPEC)
+    P.validate(WIDE_SPEC, children)
+    # predict has only {NO_OP, SCALAR_SUM, VECTOR_INNER_PRODUCT} to introduce
+    new_ops = set(np.asarray(children.predict.op).ravel()) - set(
+        np.asarray(parent.predict.op).ravel())
+    assert new_ops <= {0, 1, 27}
+
+
+def test_frozen_functions_never_change():
+    cfg = MutationConfig(setup_ops=(63, 64), mutation_types=(0, 4, 5, 6), mutate_prob=1.0,
+                         setup_size_min=6, setup_size_max=7, predict_size_min=3,
+                         predict_size_max=4, learn_size_min=9, learn_size_max=10)
+    spec = _nonlinear_spec()
+    parent = algorithms.initial_program("integration_test_damaged_neural_net", spec, (2, 1, 4))
+    kids = _mutate_many(jax.random.split(jax.random.key(3), 200), parent, cfg, spec)
+    P.validate(spec, kids)
+    for fn in ("predict", "learn"):
+        for leaf_k, leaf_p in zip(jax.tree.leaves(kids.function(fn)),
+                                  jax.tree.leaves(parent.function(fn)), strict=True):
+            assert (np.asarray(leaf_k) == np.asarray(leaf_p)[None]).all()
+    # setup starts at size 1; insert works while size < max - 1 = 6; remove needs > 6
+    sizes = np.asarray(kids.setup.size)
+    assert set(sizes) == {1, 2}  # one mutation: insert (+1), alter/remove/trade (same)
+
+
+# -- frequencies ------------------------------------------------------------------------
+
+
+def test_demo_mutation_type_frequencies():
+    n = 40000
+    do, mtype, fn = _choices(jax.random.split(jax.random.key(0), n), DEMO_CFG)
+    do, mtype, fn = map(np.asarray, (do, mtype, fn))
+    tol = 4 * np.sqrt(0.25 / n)
+    assert abs((~do).mean() - 0.10) < tol  # unmodified clones
+    for t in (0, 1, 2):
+        assert abs((do & (mtype == t)).mean() - 0.30) < tol
+    for j in range(3):  # setup, predict, learn each 1/3
+        assert abs((fn == j).mean() - 1 / 3) < tol
+
+
+def test_nonlinear_mutation_type_frequencies():
+    cfg = MutationConfig(setup_ops=(63, 64), mutation_types=(0, 4, 5, 6), mutate_prob=1.0)
+    n = 40000
+    do, mtype, fn = map(np.asarray, _choices(jax.random.split(jax.random.key(1), n), cfg))
+    assert do.all() and (fn == 0).all()
+    for t in (0, 4, 5, 6):
+        assert abs((mtype == t).mean() - 0.25) < 4 * np.sqrt(0.25 / n)
+
+
+def test_random_instruction_distributions():
+    """RandomizeData ranges and address ranges, unsorted uniform bounds."""
+    n = 4000
+    spec = P.ProgramSpec(4, 3, 2, 4, setup_ops=(56, 57, 58, 59, 62, 27))
+
+    @jax.jit
+    def draw(keys, op):
+        return jax.vmap(lambda k: mutation.random_instruction(k, op, spec, jnp.float32))(keys)
+
+    keys = jax.random.split(jax.random.key(7), n)
+    addr, data = map(np.asarray, draw(keys, jnp.int32(56)))
+    assert (data[:, 0] > -1).all() and (data[:, 0] < 1).all() and (data[:, 1:] == 0).all()
+    assert set(addr[:, 2]) == {1, 2, 3} and (addr[:, :2] == 0).all()
+    addr, data = map(np.asarray, draw(keys, jnp.int32(58)))  # MATRIX_CONST
+    assert (data[:, 1:3] >= 0).all() and (data[:, 1:3] < 1).all()
+    assert data[:, 3].min() < -0.9 and data[:, 3].max() > 0.9 and (data[:, 0] == 0).all()
+    assert set(addr[:, 2]) == {0, 1}
+    _, data = map(np.asarray, draw(keys, jnp.int32(62)))  # SCALAR_GAUSSIAN: mean, stdev
+    assert data[:, 1].min() < -0.9 and (data[:, 2] >= 0).all() and (data[:, 2] < 1).all()
+    _, data = map(np.asarray, draw(keys, jnp.int32(59)))  # SCALAR_UNIFORM: not sorted
+    assert abs((data[:, 1] > data[:, 2]).mean() - 0.5) < 0.05
+    addr, _ = map(np.asarray, draw(keys, jnp.int32(27)))  # dot: v in [0,3), s out [1,4)
+    assert set(addr[:, 0]) == {0, 1, 2} and set(addr[:, 2]) == {1, 2, 3}
+
+
+def test_alter_param_scalar_const_rules():
+    """AlterParam on a data op: half re-sample out, half AlterData; AlterData flips the
+    sign w.p. 0.1, else multiplies by exp(N(0,1))."""
+    spec = P.ProgramSpec(4, 3, 1, 4, setup_ops=(56,))
+    n = 20000
+    x = jnp.float32(0.5)
+
+    @jax.jit
+    def alter(keys):
+        return jax.vmap(lambda k: mutation.alter_param(
+            k, jnp.int32(56), jnp.array([0, 0, 2], jnp.int32),
+            jnp.array([x, 0, 0, 0], jnp.float32), spec))(keys)
+
+    addr, data = map(np.asarray, alter(jax.random.split(jax.random.key(11), n)))
+    data_changed = data[:, 0] != 0.5
+    assert abs(data_changed.mean() - 0.5) < 0.02
+    assert (addr[data_changed, 2] == 2).all()
+    flipped = data[:, 0] == -0.5
+    assert abs(flipped.sum() / data_changed.sum() - 0.1) < 0.015
+    scaled = data_changed & ~flipped
+    logs = np.log(data[scaled, 0] / 0.5)
+    assert abs(logs.mean()) < 0.05 and abs(logs.std() - 1.0) < 0.05
+
+
+def test_alter_data_uniform_sorts_and_gaussian_keeps_stdev_sign():
+    keys = jax.random.split(jax.random.key(5), 2000)
+    f = jax.jit(jax.vmap(lambda k, op, d: mutation._alter_data(k, op, d), (0, None, None)))
+    d = np.asarray(f(keys, jnp.int32(60), jnp.array([0, 0.7, -0.3, 0], jnp.float32)))
+    assert (d[:, 1] <= d[:, 2]).all()
+    d = np.asarray(f(keys, jnp.int32(63), jnp.array([0, -0.2, 0.3, 0], jnp.float32)))
+    assert (d[:, 2] > 0).all()  # stdev only log-scaled, never flipped
+    assert ((d[:, 1] != -0.2) ^ (d[:, 2] != np.float32(0.3))).all()  # exactly one changed
+
+
+# -- insert / remove / trade shifts (hand-checked) ---------------------------------------
+
+
+def _fn_from(rows, L):
+    spec = P.ProgramSpec(4, 3, 1, 4, learn_ops=(1, 2, 3), max_learn_size=L)
+    return P.function_from_lists(spec, "learn", rows)
+
+
+def test_insert_and_remove_shift_rows_by_hand():
+    a, b, c = [1, 1, 2, 3], [2, 3, 1, 2], [3, 0, 0, 1]
+    f = _fn_from([a, b, c], 5)
+    g = mutation._truncate(mutation._insert(f, 1, jnp.int32(1), jnp.array([0, 0, 3]),
+                                            jnp.zeros(4)), 5)
+    assert _rows(g) == [tuple(a) + (0.,) * 4, (1, 0, 0, 3, 0., 0., 0., 0.),
+                        tuple(b) + (0.,) * 4, tuple(c) + (0.,) * 4]
+    assert int(g.op[4]) == 0 and (np.asarray(g.addr[4]) == 0).all()
+    h = mutation._remove(f, 0)
+    assert _rows(h) == [tuple(b) + (0.,) * 4, tuple(c) + (0.,) * 4]
+    assert (np.asarray(h.op[2:]) == 0).all() and (np.asarray(h.addr[2:]) == 0).all()
+    # insert at the end of a full-minus-one function, then remove the last
+    g = mutation._truncate(mutation._insert(f, 3, jnp.int32(2), jnp.array([1, 1, 1]),
+                                            jnp.zeros(4)), 5)
+    assert [r[0] for r in _rows(g)] == [1, 2, 3, 2]
+    assert [r[0] for r in _rows(mutation._remove(g, 3))] == [1, 2, 3]
+
+
+def test_trade_on_full_function_keeps_size_and_validity():
+    cfg = MutationConfig(learn_ops=(1, 2, 3), mutation_types=(6,), mutate_prob=1.0)
+    spec = P.ProgramSpec(4, 3, 1, 4, learn_ops=(1, 2, 3), max_learn_size=4)
+    parent = P.from_lists(spec, learn=[[1, 1, 2, 3], [2, 3, 1, 2], [3, 0, 0, 1], [1, 2, 2, 2]])
+    kids = _mutate_many(jax.random.split(jax.random.key(2), 300), parent, cfg, spec)
+    P.validate(spec, kids)
+    assert (np.asarray(kids.learn.size) == 4).all()
+    par = _rows(parent.learn)
+    for i in range(20):  # child = parent with one row inserted and one removed
+        kid = _rows(kids.learn, i)
+        assert sum(r in par for r in kid) >= 3
+
+
+def test_insert_remove_respect_bounds():
+    cfg = MutationConfig(learn_ops=(1,), mutation_types=(4, 5), mutate_prob=1.0,
+                         learn_size_min=2, learn_size_max=5)
+    spec = P.ProgramSpec(4, 3, 1, 4, learn_ops=(1,), max_learn_size=6)
+    for size, allowed in ((2, {2, 3}), (4, {3, 4}), (3, {2, 4})):
+        parent = P.from_lists(spec, learn=[[1, 1, 1, 1]] * size)
+        kids = _mutate_many(jax.random.split(jax.random.key(size), 200), parent, cfg, spec)
+        assert set(np.asarray(kids.learn.size)) == allowed
+
+
+def test_mutate_is_deterministic_and_does_not_recompile():
+    prog = _random_program(jax.random.key(0), DEMO_SPEC, DEMO_CFG, (10, 2, 8))
+    keys = jax.random.split(jax.random.key(1), 8)
+    a = _mutate_many(keys, prog, DEMO_CFG, DEMO_SPEC)
+    n = _mutate_many._cache_size()
+    b = _mutate_many(keys, prog, DEMO_CFG, DEMO_SPEC)
+    _mutate_many(jax.random.split(jax.random.key(2), 8), prog, DEMO_CFG, DEMO_SPEC)
+    assert _mutate_many._cache_size() == n
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+# -- initial programs -------------------------------------------------------------------
+
+
+def _nonlinear_spec():
+    nn = algorithms.ops_used(algorithms.neural_net_lists())
+    return P.ProgramSpec(5, 9, 2, 4, setup_ops=nn["setup"], predict_ops=nn["predict"],
+                         learn_ops=nn["learn"], max_setup_size=6, max_predict_size=5,
+                         max_learn_size=11)
+
+
+def test_hand_written_algorithms_text():
+    spec = P.ProgramSpec(4, 3, 1, 4, setup_ops=(56,), predict_ops=(27,),
+                         learn_ops=(2, 3, 18, 23), max_setup_size=5, max_predict_size=1,
+                         max_learn_size=4)
+    lin = algorithms.initial_program("linear", spec, (5, 1, 4))
+    assert P.to_text(lin) == (
+        "def Setup():\n  s2 = 0.01\n" + "  NoOp()\n" * 4
+        + "def Predict():\n  s1 = dot(v1, v0)\n"
+        "def Learn():\n  s3 = s0 - s1\n  s3 = s2 * s3\n  v2 = s3 * v0\n  v1 = v1 + v2\n")
+    spec = _nonlinear_spec()
+    dam = algorithms.initial_program("INTEGRATION_TEST_DAMAGED_NEURAL_NET_ALGORITHM", spec,
+                                     (2, 1, 4))
+    assert int(dam.setup.size) == 1 and int(dam.setup.op[0]) == Op.SCALAR_CONST_SET
+    nn = algorithms.initial_program("neural_net", spec, (2, 1, 4))
+    assert [int(o) for o in nn.setup.op[:3]] == [63, 64, 56]
+    assert int(nn.predict.size) == 5 and int(nn.learn.size) == 11
+    noop = algorithms.initial_population("no_op", spec, 3, (1, 1, 1))
+    assert noop.batch_shape == (3,) and (np.asarray(noop.setup.size) == 1).all()
+    with pytest.raises(ValueError, match="initial algorithm"):
+        algorithms.as_algorithm("perceptron")
+
+
+def test_random_population_uses_allowed_ops_and_sizes():
+    pop = algorithms.initial_population("random", DEMO_SPEC, 50, (10, 2, 8),
+                                        jax.random.key(0), DEMO_CFG)
+    P.validate(DEMO_SPEC, pop)
+    assert set(np.asarray(pop.setup.op).ravel()) == set(DEMO_OPS)
+    assert (np.asarray(pop.learn.size) == 8).all()
+
+
+def _evaluate(spec, prog, tasks):
+    from evojax_zero.evaluator import EvalConfig, Evaluator
+
+    ev = Evaluator(spec, EvalConfig())
+    return np.asarray(ev.per_task(P.stack([prog]), tasks, jax.random.key(0)))[0]
+
+
+def test_linear_algorithm_solves_linear_tasks():
+    from evojax_zero import tasks
+
+    spec = P.ProgramSpec(4, 3, 1, 4, setup_ops=(56,), predict_ops=(27,),
+                         learn_ops=(2, 3, 18, 23), max_setup_size=5, max_predict_size=1,
+                         max_learn_size=4)
+    prog = algorithms.initial_program("linear", spec, (5, 1, 4))
+    fit = _evaluate(spec, prog, tasks.linear_regression(3, 4, 2000, 100))
+    assert (fit > 0.999).all(), fit
+
+
+def test_neural_net_learns_teacher_task_and_damaged_net_does_not():
+    from evojax_zero import tasks
+
+    spec = _nonlinear_spec()
+    t = tasks.teacher_regression(1, 4, 1000, 100)
+    nn = _evaluate(spec, algorithms.initial_program("neural_net", spec, (2, 1, 4)), t)[0]
+    dmg = _evaluate(spec, algorithms.initial_program(
+        "integration_test_damaged_neural_net", spec, (2, 1, 4)), t)[0]
+    # predicting the mean label gives ~1 - (2/pi) atan(std(y))
+    y = np.asarray(t.valid_y[0])
+    trivial = 1 - 2 / np.pi * np.arctan(np.sqrt(np.mean((y - y.mean()) ** 2)))
+    assert nn > trivial + 0.05 and nn > dmg + 0.05, (nn, dmg, trivial)
