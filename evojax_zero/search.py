@@ -145,13 +145,32 @@ class Search:
     def init(self, key: jax.Array) -> SearchState:
         """Build and evaluate the initial population (P evaluations)."""
         c = self.config
+        self.counters = SearchCounters()
+        if self.cache is not None:
+            self.cache.clear()
         k_init, k_eval, k_next = jax.random.split(key, 3)
         pop = algorithms.initial_population(c.initial_population, c.spec, c.population_size,
                                             c.sizes_init, k_init, c.mutation)
         pop = jax.tree.map(jnp.asarray, pop)
         fitness = self._evaluate_population(pop, k_eval)
         self.counters.individuals += c.population_size
-        state = SearchState(self.engine.init(pop, fitness), k_next)
+        return self.place(SearchState(self.engine.init(pop, fitness), k_next))
+
+    def abstract_state(self, key: jax.Array) -> SearchState:
+        """Shapes and dtypes of :meth:`init`'s state, without evaluating anything."""
+        c = self.config
+
+        def build(key):
+            pop = algorithms.initial_population(c.initial_population, c.spec,
+                                                c.population_size, c.sizes_init, key,
+                                                c.mutation)
+            pop = jax.tree.map(jnp.asarray, pop)
+            return SearchState(self.engine.init(pop, jnp.zeros(c.population_size)), key)
+
+        return jax.eval_shape(build, key)
+
+    def place(self, state: SearchState) -> SearchState:
+        """Shard the population over the mesh (no-op without one)."""
         if self.mesh is not None:
             from jax.sharding import NamedSharding, PartitionSpec
 
