@@ -1,0 +1,75 @@
+"""Search benchmarks: demo time to solution over seeds; individuals/s with and without FEC.
+
+    python benchmarks/search.py tts --seeds 0 1 2 3 4
+    python benchmarks/search.py speed --preset demo --generations 5
+
+Prints one JSON line per measurement.
+"""
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+
+
+def time_to_solution(seeds, population_size, batch_size, max_seconds):
+    from evojax_zero import experiment
+
+    for seed in seeds:
+        cfg = experiment.preset("demo", population_size=population_size, batch_size=batch_size)
+        t0 = time.time()
+        res = experiment.run(cfg, seed, progress=False, log=lambda s: None)
+        print(json.dumps({"bench": "demo_time_to_solution", "seed": seed,
+                          "solved": res.select_fitness > 0.9999,
+                          "select_fitness": res.select_fitness,
+                          "wall_s": round(time.time() - t0, 1),
+                          "individuals": res.individuals, "experiments": res.experiments,
+                          "device": jax.devices()[0].platform}), flush=True)
+
+
+def speed(preset, generations, population_size, batch_size):
+    from evojax_zero import experiment
+    from evojax_zero.search import Search
+
+    for fec in (True, False):
+        cfg = experiment.preset(preset, population_size=population_size,
+                                batch_size=batch_size, fec=fec)
+        s = Search(cfg.search, cfg.search_tasks.build(None))
+        st = s.init(jax.random.key(0))
+        st = s.generation(st)  # compile
+        jax.block_until_ready(st.evolution.fitness)
+        n0, t0 = s.counters.individuals, time.time()
+        for _ in range(generations):
+            st = s.generation(st)
+        jax.block_until_ready(st.evolution.fitness)
+        dt = time.time() - t0
+        hits = s.counters.fec_hits / s.counters.fec_lookups if s.counters.fec_lookups else None
+        print(json.dumps({"bench": "individuals_per_second", "preset": preset, "fec": fec,
+                          "value": round((s.counters.individuals - n0) / dt, 1),
+                          "fec_hit_rate": hits, "population": population_size,
+                          "batch": batch_size, "backend": s.evaluator.backend}), flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("what", choices=("tts", "speed"))
+    p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
+    p.add_argument("--preset", default="demo")
+    p.add_argument("--generations", type=int, default=5)
+    p.add_argument("--population-size", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--max-seconds", type=float, default=3600)
+    a = p.parse_args()
+    if a.what == "tts":
+        time_to_solution(a.seeds, a.population_size, a.batch_size, a.max_seconds)
+    else:
+        speed(a.preset, a.generations, a.population_size, a.batch_size)
+
+
+if __name__ == "__main__":
+    main()
