@@ -141,7 +141,8 @@ class Evaluator:
 
     def _combine(self, per_task):
         if self.config.combine == "median":
-            return jnp.median(per_task, axis=-1)
+            # The reference's nth_element at n // 2: the upper median for even counts.
+            return jnp.sort(per_task, axis=-1)[..., per_task.shape[-1] // 2]
         return jnp.mean(per_task, axis=-1)
 
     def _check(self, programs: Program, tasks: Tasks) -> None:
