@@ -56,7 +56,7 @@ def test_evolution_and_reinforce_beat_random_on_onemax():
     for name, make in ALGOS.items():
         algo = make(16)
         curves = [run_vectorized(algo, onemax, jax.random.key(s), 25).rewards.mean(axis=1)
-                  for s in range(3)]
+                  for s in range(2)]
         finals[name] = float(np.mean([c[-5:].mean() for c in curves]))
     # random's mean reward is exactly 6 * 1/4 = 1.5
     assert abs(finals["random"] - 1.5) < 0.3
@@ -95,7 +95,7 @@ def test_reinforce_gradient_hand_worked():
     algo = Reinforce(sp, batch_size=2, learning_rate=0.1, baseline_decay=0.9)
     state = algo.init(jax.random.key(0))
     dna = DNA(jnp.array([[0], [1]], jnp.int32), jnp.zeros((2, 0), jnp.float32))
-    state = algo.tell(state, dna, jnp.array([1.0, 0.0]))
+    state = jax.jit(algo.tell)(state, dna, jnp.array([1.0, 0.0]))
     np.testing.assert_allclose(algo.distribution(state).logits[...][0], [0.1, -0.1], atol=1e-5)
     np.testing.assert_allclose(state.baseline, 0.5)
     assert int(state.best.num_trials) == 2 and float(state.best.reward) == 1.0

@@ -91,10 +91,14 @@ def test_log_float_sampling_is_log_uniform():
     assert abs(np.median(np.log10(x)) - (-2.0)) < 0.15  # geometric middle of 1e-4..1
 
 
+MUTATION_SPACE = Space({"a": oneof(list(range(5))), "m": manyof(3, list("abcdef")),
+                        "n": intv(0, 9)})
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1))
 def test_mutation_changes_exactly_one_decision_and_stays_valid(seed):
-    sp = Space({"a": oneof(list(range(5))), "m": manyof(3, list("abcdef")), "n": intv(0, 9)})
+    sp = MUTATION_SPACE
     key = jax.random.key(seed)
     dna = sp.sample(key)
     child = _mutate(sp)(jax.random.fold_in(key, 1), dna)
