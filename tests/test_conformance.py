@@ -380,3 +380,224 @@ def test_combination_mean_and_upper_median(combine):
     expected = sum(fits) / 4 if combine == "mean" else sorted(fits)[2]
     assert ri.combine(fits, combine) == pytest.approx(expected, abs=1e-15)
     np.testing.assert_allclose(combined, [expected] * 4, rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# Vector / matrix rules (one spec, one task shape: N=3, Nv=3, E=1, T=1, P=8)
+# ---------------------------------------------------------------------------------------------
+
+VM_OPS = [4, 16, 17, 19, 27, 28, 31, 32, 33, 37, 43, 45, 46, 48, 49, 50, 51, 53, 54, 55, 56,
+          57, 58]
+VM_SPEC = P.ProgramSpec(num_scalars=6, num_vectors=4, num_matrices=3, feature_size=4,
+                        setup_ops=VM_OPS, predict_ops=VM_OPS, learn_ops=VM_OPS,
+                        max_setup_size=6, max_predict_size=3, max_learn_size=1)
+X1234 = [[1.0, 2.0, 3.0, 4.0]] * 3
+# s3 = NaN, s5 = 3; v1 = NaN-vector, v2 = 3-vector; m0 = NaN-matrix, m1 = 3-matrix
+NAN_AND_3 = [[O.SCALAR_DIVISION, 4, 4, 3], [O.SCALAR_CONST_SET, 0, 0, 5, 3.0],
+             [O.SCALAR_BROADCAST, 3, 0, 1], [O.SCALAR_BROADCAST, 5, 0, 2],
+             [O.VECTOR_COLUMN_BROADCAST, 1, 0, 0], [O.VECTOR_COLUMN_BROADCAST, 2, 0, 1]]
+
+
+def vm_task(train_y=(0.0,) * 3, valid_y=(0.0,) * 3, x=X1234, eval_type="rms_error"):
+    return make_task(list(train_y), list(valid_y), train_x=x, valid_x=x, eval_type=eval_type)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_rule1_vector_and_matrix_min_max_nan(precision):
+    def prog(op, a, b, kind):
+        reduce = [O.VECTOR_MEAN, 3, 0, 1] if kind == "v" else [O.MATRIX_MEAN, 2, 0, 1]
+        out = 3 if kind == "v" else 2
+        return {"setup": NAN_AND_3, "predict": [[op, a, b, out], reduce]}
+
+    progs = [
+        prog(O.VECTOR_MIN, 1, 2, "v"), prog(O.VECTOR_MIN, 2, 1, "v"),  # NaN ; 3 (std::min)
+        prog(O.VECTOR_MAX, 1, 2, "v"), prog(O.VECTOR_MAX, 2, 1, "v"),  # NaN ; 3 (std::max)
+        prog(O.MATRIX_MIN, 0, 1, "m"), prog(O.MATRIX_MIN, 1, 0, "m"),  # 3 ; NaN (second)
+        prog(O.MATRIX_MAX, 0, 1, "m"), prog(O.MATRIX_MAX, 1, 0, "m"),  # 3 ; NaN (second)
+    ]
+    stop = {"fitness": 0.0, "stopped": True}
+    three = {"fitness": 1.0, "stopped": False, "train_prediction": [3.0] * 3,
+             "valid_prediction": [3.0] * 3}
+    check_hand(VM_SPEC, progs, vm_task([3.0] * 3, [3.0] * 3), precision,
+               [stop, three, stop, three, three, stop, three, stop])
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_rule2_vector_and_matrix_heaviside(precision):
+    progs = [
+        # H(zero vector) = 0 (x > 0): mean 0
+        {"predict": [[O.VECTOR_HEAVYSIDE, 2, 0, 3], [O.VECTOR_MEAN, 3, 0, 1]]},
+        # H(zero matrix) = 0
+        {"predict": [[O.MATRIX_HEAVYSIDE, 2, 0, 2], [O.MATRIX_MEAN, 2, 0, 1]]},
+        # H(NaN) = 0 for vectors and matrices
+        {"setup": NAN_AND_3, "predict": [[O.VECTOR_HEAVYSIDE, 1, 0, 3], [O.VECTOR_MEAN, 3, 0, 1]]},
+        {"setup": NAN_AND_3, "predict": [[O.MATRIX_HEAVYSIDE, 0, 0, 2], [O.MATRIX_MEAN, 2, 0, 1]]},
+        # H(x) on x = (1, 2, 3, 4) and its matrix: all 1
+        {"predict": [[O.VECTOR_HEAVYSIDE, 0, 0, 3], [O.VECTOR_MEAN, 3, 0, 1]]},
+        {"predict": [[O.VECTOR_ROW_BROADCAST, 0, 0, 2], [O.MATRIX_HEAVYSIDE, 2, 0, 2],
+                     [O.MATRIX_MEAN, 2, 0, 1]]},
+    ]
+    zero = {"fitness": 1.0, "valid_prediction": [0.0] * 3}
+    one = {"fitness": fit_rms(1.0), "valid_prediction": [1.0] * 3}
+    check_hand(VM_SPEC, pad(progs, 8), vm_task(), precision, [zero] * 4 + [one] * 2)
+
+
+F32_BELOW_ONE = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_rule6_const_set_index_in_float32(precision):
+    def vec_prog(f0, value=1.0):  # v1[idx(f0)] = value; s1 = dot(v0, v1) = x[idx] * value
+        return {"setup": [[O.VECTOR_CONST_SET, 0, 0, 1, 0.0, f0, value]],
+                "predict": [[O.VECTOR_INNER_PRODUCT, 0, 1, 1]]}
+
+    progs = [
+        vec_prog(0.249999999),  # float32(0.249999999) = 0.25 -> index 1 -> x[1] = 2
+        vec_prog(0.2499999),  # stays below 0.25 in float32 -> index 0 -> x[0] = 1
+        vec_prog(F32_BELOW_ONE),  # 4 * 0.99999994 = 3.9999998 -> index 3 -> 4
+        vec_prog(0.5, 0.1),  # index 2; the stored value is float32(0.1): 3 * float32(0.1)
+        # m0[idx(0.5), idx(0.749999999)] = 1 -> m0[2, 3]; v3 = m0 @ x = (0, 0, 4, 0); mean 1
+        {"setup": [[O.MATRIX_CONST_SET, 0, 0, 0, 0.0, 0.5, 0.749999999, 1.0]],
+         "predict": [[O.MATRIX_VECTOR_PRODUCT, 0, 0, 3], [O.VECTOR_MEAN, 3, 0, 1]]},
+        # scalar const set keeps activation_data as a double: s1 = 0.1 (float64)
+        {"setup": [[O.SCALAR_CONST_SET, 0, 0, 1, 0.1]]},
+    ]
+    f32_01 = float(np.float32(0.1))
+    third = 3.0 * f32_01 if precision == "float64" else float(np.float32(3) * np.float32(0.1))
+    act = 0.1 if precision == "float64" else f32_01
+    expected = [{"valid_prediction": [v] * 3} for v in (2.0, 1.0, 4.0, third, 1.0, act)]
+    check_hand(VM_SPEC, pad(progs, 8), vm_task(), precision, expected)
+
+
+NEGATIVE_VARIANCE = {
+    # v.v/F - mean^2 < 0 in every summation order of 4 terms (found by search)
+    "float64": [1.2470695634606261, 1.2470695634606261, 1.2470695634606264, 1.2470695634606264],
+    "float32": [7.631809234619141, 7.631809234619141, 7.631808757781982, 7.631808757781982],
+}
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_rule8_std_is_not_clamped(precision):
+    x = [NEGATIVE_VARIANCE[precision]] * 3
+    progs = [
+        {"predict": [[O.VECTOR_ST_DEV, 0, 0, 1]]},  # sqrt(negative) = NaN: stops
+        {"predict": [[O.VECTOR_ROW_BROADCAST, 0, 0, 0], [O.MATRIX_ROW_ST_DEV, 0, 0, 1],
+                     [O.VECTOR_MEAN, 1, 0, 1]]},  # every row is x: NaN
+        {"predict": [[O.VECTOR_MEAN, 0, 0, 1]]},  # control: no stop
+    ]
+    check_hand(VM_SPEC, pad(progs, 8), vm_task(x=x), precision, [
+        {"stopped": True, "fitness": 0.0}, {"stopped": True, "fitness": 0.0},
+        {"stopped": False}])
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_std_values(precision):
+    # x = (1, 2, 3, 4): population std sqrt(7.5 - 6.25) = sqrt(1.25)
+    progs = [
+        {"predict": [[O.VECTOR_ST_DEV, 0, 0, 1]]},
+        {"predict": [[O.VECTOR_ROW_BROADCAST, 0, 0, 0], [O.MATRIX_ST_DEV, 0, 0, 1]]},
+        {"predict": [[O.VECTOR_COLUMN_BROADCAST, 0, 0, 0], [O.MATRIX_ROW_ST_DEV, 0, 0, 1],
+                     [O.VECTOR_MEAN, 1, 0, 1]]},  # rows are constant: std 0
+    ]
+    check_hand(VM_SPEC, pad(progs, 8), vm_task(), precision, [
+        {"valid_prediction": [math.sqrt(1.25)] * 3}, {"valid_prediction": [math.sqrt(1.25)] * 3},
+        {"valid_prediction": [0.0] * 3}])
+
+
+# v1 = (1, 2, 0, 0), v2 = (0, 0, 0, 1) built with const sets
+V1_V2 = [[O.VECTOR_CONST_SET, 0, 0, 1, 0.0, 0.0, 1.0],
+         [O.VECTOR_CONST_SET, 0, 0, 1, 0.0, 0.25, 2.0],
+         [O.VECTOR_CONST_SET, 0, 0, 2, 0.0, 0.75, 1.0]]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_rule7_aliasing_reads_inputs_first(precision):
+    progs = [
+        # m0 = outer(v1, v2): m0[0,3] = 1, m0[1,3] = 2; in-place transpose: m0[3,0] = 1,
+        # m0[3,1] = 2; v3 = m0 @ x = (0, 0, 0, 1 + 4); s1 = mean = 1.25
+        {"setup": V1_V2 + [[O.VECTOR_OUTER_PRODUCT, 1, 2, 0], [O.MATRIX_TRANSPOSE, 0, 0, 0]],
+         "predict": [[O.MATRIX_VECTOR_PRODUCT, 0, 0, 3], [O.VECTOR_MEAN, 3, 0, 1]]},
+        # m0 = outer(v1, v1) = [[1, 2], [2, 4]] block; m0 = m0 @ m0 = [[5, 10], [10, 20]];
+        # v3 = m0 @ x = (25, 50, 0, 0); mean 18.75
+        {"setup": V1_V2[:2] + [[O.VECTOR_OUTER_PRODUCT, 1, 1, 0],
+                               [O.MATRIX_MATRIX_PRODUCT, 0, 0, 0]],
+         "predict": [[O.MATRIX_VECTOR_PRODUCT, 0, 0, 3], [O.VECTOR_MEAN, 3, 0, 1]]},
+        # v = m @ v in place each Predict: v1 = (1, 2) -> (5, 10) -> (25, 50) -> ...
+        # means 3.75, 18.75, 93.75, 468.75, 2343.75, 11718.75
+        {"setup": V1_V2[:2] + [[O.VECTOR_OUTER_PRODUCT, 1, 1, 0]],
+         "predict": [[O.MATRIX_VECTOR_PRODUCT, 0, 1, 1], [O.VECTOR_MEAN, 1, 0, 1]]},
+    ]
+    means = [3.75, 18.75, 93.75, 468.75, 2343.75, 11718.75]
+    check_hand(VM_SPEC, pad(progs[:2], 8), vm_task(), precision, [
+        {"valid_prediction": [1.25] * 3}, {"valid_prediction": [18.75] * 3}])
+    check_hand(VM_SPEC, pad(progs[2:], 8), vm_task(means[:3], means[3:]), precision, [
+        {"train_prediction": means[:3], "valid_prediction": means[3:], "fitness": 1.0}])
+
+
+# ---------------------------------------------------------------------------------------------
+# Epochs: shuffling, best-so-far on a later early stop, truncated train counts (float64)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_epochs_best_so_far_and_later_early_stop():
+    # One train and one valid example (labels 0); the counter grows by 50 per Learn.
+    # epoch fitness: squash(50), squash(100) (exactly 100 accepted), 0 (validation error 150),
+    # then training stops in epoch 3 (prediction 150): fitness = best so far = squash(50).
+    f0, f1 = fit_rms(2500.0), fit_rms(10000.0)
+    task = make_task([0.0], [0.0], epoch_order=[[0]] * 4)
+    check_hand(SCALAR_SPEC, pad([counter(50.0)], 4), task, "float64", [
+        {"epoch_fitness": [f0, f1, 0.0, 0.0], "fitness": f0, "stopped": True}])
+
+
+def test_epochs_follow_epoch_order_and_truncation():
+    # Learn: s1 = s0 + s4: the prediction is the previous train label.
+    prog = {"learn": [[O.SCALAR_SUM, 0, 4, 1]]}
+    task = make_task([1.0, 2.0, 3.0], [0.0], epoch_order=[[0, 1, 2], [2, 0, 1]])
+    # epoch 0 ends on label 3 (valid error 3); epoch 1 (order 2, 0, 1) ends on label 2.
+    check_hand(SCALAR_SPEC, pad([prog], 4), task, "float64", [
+        {"epoch_fitness": [fit_rms(9.0), fit_rms(4.0)], "fitness": fit_rms(4.0),
+         "train_prediction": [0.0, 1.0, 2.0]}])
+    # 4 steps: epochs of 3 and 1 (example 2 again: label 3)
+    check_hand(SCALAR_SPEC, pad([prog], 4), task, "float64", [
+        {"epoch_fitness": [fit_rms(9.0), fit_rms(9.0)], "fitness": fit_rms(9.0)}],
+        config=EvalConfig(num_train_examples=4))
+
+
+def test_partial_validation_keeps_full_divisor():
+    task = make_task([0.0, 0.0, 0.0], [1.0, 2.0, 3.0])
+    check_hand(SCALAR_SPEC, pad([{}], 4), task, "float64", [
+        {"fitness": fit_rms((1.0 + 4.0) / 3.0), "valid_error": [1.0, 2.0]}],
+        config=EvalConfig(num_valid_examples=2))
+
+
+# ---------------------------------------------------------------------------------------------
+# The reference's LINEAR_ALGORITHM (SGD) on linear regression
+# ---------------------------------------------------------------------------------------------
+
+LINEAR_SPEC = P.ProgramSpec(num_scalars=4, num_vectors=3, num_matrices=1, feature_size=4,
+                            setup_ops=[56], predict_ops=[27], learn_ops=[2, 3, 18, 23],
+                            max_setup_size=5, max_predict_size=1, max_learn_size=4)
+LINEAR_ALGORITHM = {
+    "setup": [[O.SCALAR_CONST_SET, 0, 0, 2, 0.01]],  # s2 = 0.01 (learning rate)
+    "predict": [[O.VECTOR_INNER_PRODUCT, 1, 0, 1]],  # s1 = dot(v1, v0)
+    "learn": [[O.SCALAR_DIFF, 0, 1, 3],  # s3 = s0 - s1
+              [O.SCALAR_PRODUCT, 2, 3, 3],  # s3 = s2 * s3
+              [O.SCALAR_VECTOR_PRODUCT, 3, 0, 2],  # v2 = s3 * v0
+              [O.VECTOR_SUM, 1, 2, 1]],  # v1 = v1 + v2
+}
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_linear_sgd_reaches_high_fitness_and_matches_reference(precision):
+    with x64(precision):
+        ts = T.linear_regression(num_tasks=3, num_train=1000, num_valid=100)
+    task_list = [ri.task_arrays(ts, t) for t in range(3)]
+    tr = evaluate(LINEAR_SPEC, [LINEAR_ALGORITHM], task_list, precision)
+    for t, task in enumerate(task_list):
+        ref = reference(LINEAR_SPEC, LINEAR_ALGORITHM, task, precision)
+        assert ref.fitness > 0.999
+        assert float(tr.fitness[0, t]) > 0.999
+        atol = 1e-12 if precision == "float64" else 1e-5
+        assert abs(float(tr.fitness[0, t]) - ref.fitness) < atol
+        rtol = 1e-9 if precision == "float64" else 1e-4
+        assert close(tr.valid_prediction[0, t], ref.valid_prediction, rtol, 1e-6)
