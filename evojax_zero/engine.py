@@ -24,6 +24,12 @@ Genome = Any  # a pytree with a leading population axis
 MutateFn = Callable[[jax.Array, Genome], Genome]  # (key, one genome) -> one genome
 
 
+def _finite_or_worst(fitness) -> jax.Array:
+    """float32 fitness with NaN mapped to -inf, so NaN never wins a tournament."""
+    fitness = jnp.asarray(fitness, jnp.float32)
+    return jnp.where(jnp.isnan(fitness), -jnp.inf, fitness)
+
+
 @struct.dataclass
 class EvolutionState:
     """Population, fitness and the pointer to the oldest member."""
@@ -62,9 +68,10 @@ class RegularizedEvolution:
                 f"population leaves must have leading axis {self.population_size}; got "
                 f"{[x.shape for x in leaves]}"
             )
-        fitness = jnp.asarray(fitness, jnp.float32)
+        fitness = _finite_or_worst(fitness)
         if fitness.shape != (self.population_size,):
-            raise ValueError(f"fitness must have shape ({self.population_size},), got {fitness.shape}")
+            raise ValueError(
+                f"fitness must have shape ({self.population_size},), got {fitness.shape}")
         return EvolutionState(
             population=population,
             fitness=fitness,
@@ -80,7 +87,8 @@ class RegularizedEvolution:
         best = jnp.argmax(fitness[draws], axis=1)  # argmax returns the first maximum
         return jnp.take_along_axis(draws, best[:, None], axis=1)[:, 0]
 
-    def ask(self, key: jax.Array, state: EvolutionState, mutate: MutateFn) -> tuple[Genome, jax.Array]:
+    def ask(self, key: jax.Array, state: EvolutionState,
+            mutate: MutateFn) -> tuple[Genome, jax.Array]:
         """B children (leading axis B) and their parents' indices."""
         k_sel, k_mut = jax.random.split(key)
         parents = self.select_parents(k_sel, state.fitness)
@@ -94,7 +102,7 @@ class RegularizedEvolution:
         population = jax.tree.map(lambda p, c: p.at[slots].set(c), state.population, children)
         return state.replace(
             population=population,
-            fitness=state.fitness.at[slots].set(jnp.asarray(fitness, jnp.float32)),
+            fitness=state.fitness.at[slots].set(_finite_or_worst(fitness)),
             oldest=((state.oldest + self.batch_size) % self.population_size).astype(jnp.int32),
             num_evaluated=state.num_evaluated + self.batch_size,
         )

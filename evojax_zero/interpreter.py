@@ -24,6 +24,9 @@ from evojax_zero.program import Function, ProgramSpec
 
 # Largest address count for which reads are where-chains (elementwise); above it, gathers.
 _SELECT_CHAIN_MAX = 8
+# Unroll the instruction loop when (instructions x allowed ops) is at most this; otherwise
+# a fori_loop keeps compile time flat (65 ops unrolled over 20 instructions took minutes).
+_UNROLL_BUDGET = 64
 
 
 @struct.dataclass
@@ -291,7 +294,7 @@ class FunctionRunner:
         """Execute all L instructions (padding is NO_OP) in order."""
         if self.empty:
             return mem
-        if self.length <= 64:
+        if self.length * len(self.ops) <= _UNROLL_BUDGET:
             for i in range(self.length):
                 mem = self._step(decoded, i, mem, key)
             return mem

@@ -204,9 +204,6 @@ FEATURES_VECTOR = 0
 
 SUPPORTED_FEATURE_SIZES = (2, 4, 8, 16, 32)
 
-# Compute cost per op from the reference's compute_cost.cc (used only by a train budget).
-# Only the ops whose cost the shared contract lists are given; others fall back to NO_OP's.
-
 
 def op_from_name(name: str) -> Op:
     """Parse an op name; accepts the reference's ``*_OP`` spelling and any case."""

@@ -316,8 +316,8 @@ def instruction_to_text(row: Sequence, single: bool = False) -> str:
     a = f"{KIND_PREFIX[s.in1]}{int(in1)}" if s.in1 else ""
     b = f"{KIND_PREFIX[s.in2]}{int(in2)}" if s.in2 else ""
     rhs = s.template.format(
-        a=a, b=b, act=_fmt32(act) if single else _fmt64(act), f0=_fmt32(f0), f1=_fmt32(f1), f2=_fmt32(f2)
-    )
+        a=a, b=b, act=_fmt32(act) if single else _fmt64(act),
+        f0=_fmt32(f0), f1=_fmt32(f1), f2=_fmt32(f2))
     return f"{lhs} = {rhs}"
 
 
@@ -349,33 +349,20 @@ def _build_patterns():
         elif s.op == Op.MATRIX_CONST_SET:
             lhs += r"\[" + _NUM + r",\s*" + _NUM + r"\]"
             fields += ["f0", "f1"]
-        rhs = re.escape(s.template)
-        for name, repl in (
-            ("a", (KIND_PREFIX.get(s.in1, "") + r"(\d+)", "in1")),
-            ("b", (KIND_PREFIX.get(s.in2, "") + r"(\d+)", "in2")),
-            ("act", (_NUM, "act")),
-            ("f0", (_NUM, "f0")),
-            ("f1", (_NUM, "f1")),
-            ("f2", (_NUM, "f2")),
-        ):
-            rhs = rhs.replace(re.escape("{" + name + "}"), "\0" + name + "\0")
-        order = []
-        parts = rhs.split("\0")
-        out_rhs = ""
-        for k, part in enumerate(parts):
+        operand = {
+            "a": (KIND_PREFIX.get(s.in1, "") + r"(\d+)", "in1"),
+            "b": (KIND_PREFIX.get(s.in2, "") + r"(\d+)", "in2"),
+            "act": (_NUM, "act"), "f0": (_NUM, "f0"), "f1": (_NUM, "f1"), "f2": (_NUM, "f2"),
+        }
+        # Split the template into literal text and {placeholders}; literals are escaped and
+        # spaces made flexible, placeholders become capture groups.
+        order, out_rhs = [], ""
+        for k, part in enumerate(re.split(r"\{(\w+)\}", s.template)):
             if k % 2 == 0:
-                out_rhs += part.replace(r"\ ", r"\s*")
+                out_rhs += re.escape(part).replace(r"\ ", r"\s*")
             else:
-                pat, field = {
-                    "a": (KIND_PREFIX.get(s.in1, "") + r"(\d+)", "in1"),
-                    "b": (KIND_PREFIX.get(s.in2, "") + r"(\d+)", "in2"),
-                    "act": (_NUM, "act"),
-                    "f0": (_NUM, "f0"),
-                    "f1": (_NUM, "f1"),
-                    "f2": (_NUM, "f2"),
-                }[part]
-                out_rhs += pat
-                order.append(field)
+                out_rhs += operand[part][0]
+                order.append(operand[part][1])
         regex = re.compile("^" + lhs + r"\s*=\s*" + out_rhs + "$")
         patterns.append((s.op, regex, tuple(fields + order)))
     return patterns
