@@ -129,7 +129,7 @@ class Evaluator:
         return self._per_task(programs, tasks, self._keys(key, programs))
 
     def trace(self, programs: Program, tasks: Tasks, key: jax.Array) -> Trace:
-        """Fitness plus predictions, errors and early-stop flags (XLA backend)."""
+        """Fitness plus predictions, errors and early-stop flags."""
         self._check(programs, tasks)
         return self._trace(programs, tasks, self._keys(key, programs))
 
@@ -176,9 +176,11 @@ class Evaluator:
         return key
 
     def _evaluate(self, programs: Program, tasks: Tasks, keys: jax.Array, record: bool) -> Trace:
-        if self.backend == "native" and not record:
+        if self.backend == "native":
             from evojax_zero import native
 
+            if record:
+                return Trace(**native.trace(self.spec, self.config, programs, tasks, keys))
             fitness = native.evaluate(self.spec, self.config, programs, tasks, keys)
             return Trace(fitness, *([None] * 7))
         dtype = programs.setup.data.dtype
