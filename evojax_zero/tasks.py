@@ -162,8 +162,13 @@ def teacher_regression(num_tasks: int = 1, feature_size: int = 4, num_train: int
 
 
 def from_arrays(train_x, train_y, valid_x, valid_y, eval_type: str = RMS_ERROR,
-                num_epochs: int = 1, data_seed: int = 0, dtype=None) -> Tasks:
-    """Tasks from user arrays: ``[N, F]``/``[N]`` for one task or ``[T, N, F]``/``[T, N]``."""
+                num_epochs: int = 1, data_seed: int = 0, dtype=None,
+                epoch_order=None) -> Tasks:
+    """Tasks from user arrays: ``[N, F]``/``[N]`` for one task or ``[T, N, F]``/``[T, N]``.
+
+    Epoch 0 visits examples in stored order and later epochs in a permutation drawn from
+    ``data_seed + t``; pass ``epoch_order`` (int ``[E, N]`` or ``[T, E, N]``) to fix the
+    order of every epoch yourself (``num_epochs`` is then ``E``)."""
     if eval_type not in EVAL_TYPES:
         raise ValueError(f"eval_type must be one of {EVAL_TYPES}, got {eval_type!r}")
     _check_positive("num_epochs", num_epochs)
@@ -183,8 +188,18 @@ def from_arrays(train_x, train_y, valid_x, valid_y, eval_type: str = RMS_ERROR,
     if eval_type == ACCURACY and not np.isin(np.concatenate([ty.ravel(), vy.ravel()]),
                                              (0.0, 1.0)).all():
         raise ValueError("accuracy tasks need labels in {0, 1}")
-    items = [(tx[t], ty[t], vx[t], vy[t], epoch_orders(data_seed + t, tx.shape[1], num_epochs))
-             for t in range(tx.shape[0])]
+    if epoch_order is None:
+        orders = [epoch_orders(data_seed + t, tx.shape[1], num_epochs) for t in range(len(tx))]
+    else:
+        orders = np.asarray(epoch_order)
+        if orders.ndim == 2:
+            orders = np.broadcast_to(orders, (len(tx), *orders.shape))
+        n = tx.shape[1]
+        if orders.ndim != 3 or orders.shape[0] != len(tx) or orders.shape[2] != n \
+                or any(sorted(o) != list(range(n)) for o in orders.reshape(-1, n)):
+            raise ValueError(f"epoch_order must be [E, N] or [T, E, N] permutations of "
+                             f"range(N={tx.shape[1]}); got shape {orders.shape}")
+    items = [(tx[t], ty[t], vx[t], vy[t], orders[t]) for t in range(len(tx))]
     return _stack(items, eval_type, dtype or _default_dtype())
 
 

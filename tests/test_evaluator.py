@@ -182,3 +182,13 @@ def test_eight_devices_match_one_device():
     r = subprocess.run([sys.executable, "-c", code], env=env, cwd=root,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]
+
+
+def test_from_arrays_with_explicit_epoch_order():
+    x = np.arange(12, dtype=float).reshape(3, 4)
+    order = [[0, 1, 2], [2, 0, 1]]
+    t = T.from_arrays(x, np.arange(3.0), x, np.arange(3.0), epoch_order=order)
+    assert t.num_epochs == 2
+    np.testing.assert_array_equal(t.epoch_order[0], order)
+    with pytest.raises(ValueError, match="epoch_order"):
+        T.from_arrays(x, np.arange(3.0), x, np.arange(3.0), epoch_order=[[0, 0, 1]])
