@@ -9,6 +9,9 @@ shares one spec and one task shape, so each compiles once per session.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +32,13 @@ def np_dtype(precision: str):
     return np.float64 if precision == "float64" else np.float32
 
 
-def evaluator(spec, config, precision: str, backend: str = "auto"):
+# The hand-worked tests run on the default backend ("auto": native on CPU when built);
+# test_hand_worked_tests_on_xla reruns this module with the XLA backend (slow).
+DEFAULT_BACKEND = os.environ.get("EVOJAX_CONFORMANCE_BACKEND", "auto")
+
+
+def evaluator(spec, config, precision: str, backend: str | None = None):
+    backend = DEFAULT_BACKEND if backend is None else backend
     from evojax_zero.evaluator import Evaluator
 
     key = (spec, config, precision, backend)
@@ -64,7 +73,7 @@ def to_tasks(task_dicts, precision: str) -> T.Tasks:
                        eval_type=task_dicts[0]["eval_type"])
 
 
-def evaluate(spec, programs, task_dicts, precision="float64", config=None, backend="auto",
+def evaluate(spec, programs, task_dicts, precision="float64", config=None, backend=None,
              key=0):
     """Trace of the evaluator for plain-list programs on task dicts, as numpy arrays."""
     from evojax_zero.evaluator import EvalConfig
@@ -604,3 +613,13 @@ def test_linear_sgd_reaches_high_fitness_and_matches_reference(precision):
         assert abs(float(tr.fitness[0, t]) - ref.fitness) < atol
         rtol = 1e-9 if precision == "float64" else 1e-4
         assert close(tr.valid_prediction[0, t], ref.valid_prediction, rtol, 1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(DEFAULT_BACKEND != "auto", reason="already a backend-specific rerun")
+def test_hand_worked_tests_on_xla():
+    env = {**os.environ, "EVOJAX_CONFORMANCE_BACKEND": "xla"}
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow",
+                          "-p", "no:cacheprovider", __file__], env=env, capture_output=True,
+                         text=True, timeout=3000)
+    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-2000:]

@@ -139,13 +139,20 @@ SETTINGS = settings(max_examples=3, deadline=None, derandomize=True,
                     suppress_health_check=list(HealthCheck))
 
 
+def _backends():
+    from evojax_zero import native
+
+    return ["xla", "native"] if native.available() else ["xla"]
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", _backends())
 @pytest.mark.parametrize("eval_type", ["rms_error", "accuracy"])
 @pytest.mark.parametrize("precision", ["float64", "float32"])
 @SETTINGS
 @given(seed=st.integers(0, 2**32 - 1))
-def test_random_programs_match_reference(seed, precision, eval_type):
-    check_batch(seed, precision, eval_type)
+def test_random_programs_match_reference(seed, precision, eval_type, backend):
+    check_batch(seed, precision, eval_type, backend)
 
 
 # ---------------------------------------------------------------------------------------------
