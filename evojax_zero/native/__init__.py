@@ -37,7 +37,7 @@ __all__ = ["available", "why_unavailable", "library_path", "evaluate", "trace", 
 FITNESS_TARGET = "evojax_zero_fitness"
 TRACE_TARGET = "evojax_zero_trace"
 TRACE_FIELDS = ("fitness", "epoch_fitness", "train_error", "train_prediction",
-                "valid_error", "valid_prediction", "stopped")
+                "valid_error", "valid_prediction", "stopped", "train_steps")
 
 _lock = threading.Lock()
 _state: dict = {"tried": False, "ok": False, "why": "", "path": None}
@@ -198,9 +198,10 @@ def _key_data(keys, P: int, T: int):
 def _prepare(spec, config, programs, tasks, keys):
     if not available():
         raise RuntimeError(f"evojax_zero native backend unavailable: {why_unavailable()}")
-    dtype = jnp.dtype(tasks.train_x.dtype)
+    # Compute dtype: the programs' data dtype (as the XLA evaluator); tasks are cast to it.
+    dtype = jnp.dtype(programs.setup.data.dtype)
     if dtype not in (jnp.float32, jnp.float64):
-        raise ValueError(f"tasks must be float32 or float64, got {dtype}")
+        raise ValueError(f"program data must be float32 or float64, got {dtype}")
     F = int(tasks.train_x.shape[-1])
     if F != spec.feature_size:
         raise ValueError(f"tasks have {F} features; spec.feature_size is {spec.feature_size}")
@@ -230,12 +231,34 @@ def _prepare(spec, config, programs, tasks, keys):
         max_abs_error=np.float64(_cfg(config, "max_abs_error", 100.0)),
         accuracy=np.int64(tasks.eval_type == "accuracy"),
     )
-    dims = dict(P=P, T=T, n=min(N, num_train), E=-(-num_train // N) if N else 0, nv=num_valid)
+    dims = dict(P=P, T=T, n=min(N, num_train), E=-(-num_train // N) if N else 0, nv=num_valid,
+                Nv=Nv)
     return args, attrs, dims, dtype, unbatched
 
 
+def _fitness(score, accuracy: bool, num_valid_total: int):
+    """(fitness [P, T], epoch_fitness [P, T, E']) from the kernel's per-epoch scores.
+
+    A score is the epoch's validation loss, or < 0 for fitness 0. The fitness expression is
+    the XLA evaluator's (same XLA ops, so the same atan and the same rewrites), so the two
+    backends agree bit for bit wherever the programs' own arithmetic does.
+    """
+    from evojax_zero.interpreter import flip_and_squash
+
+    dtype = score.dtype
+    if accuracy:
+        fit = 1.0 - score / num_valid_total
+    else:
+        fit = flip_and_squash(jnp.sqrt(score / num_valid_total))
+    epoch_fit = jnp.where(score < 0, jnp.zeros((), dtype), fit).astype(dtype)
+    best = jnp.zeros(score.shape[:-1], dtype)
+    for e in range(score.shape[-1]):  # best = maximum(best, fit), as the reference
+        best = jnp.maximum(best, epoch_fit[..., e])
+    return best, epoch_fit
+
+
 def evaluate(spec, config, programs, tasks, keys):
-    """Per-task fitness float[P, T] (in the tasks' dtype) of programs [P] on tasks [T].
+    """Per-task fitness float[P, T] (in the programs' data dtype) of programs [P] on tasks [T].
 
     ``config`` is an EvalConfig (or anything with ``num_train_examples``,
     ``num_valid_examples``, ``max_abs_error``; None = defaults). ``keys``: one typed key
@@ -243,10 +266,11 @@ def evaluate(spec, config, programs, tasks, keys):
     array [P, T], or raw uint32 key words [P, T, K]. Works inside ``jax.jit`` (CPU).
     """
     args, attrs, d, dtype, unbatched = _prepare(spec, config, programs, tasks, keys)
-    call = jax.ffi.ffi_call(FITNESS_TARGET, jax.ShapeDtypeStruct((d["P"], d["T"]), dtype),
+    call = jax.ffi.ffi_call(FITNESS_TARGET,
+                            jax.ShapeDtypeStruct((d["P"], d["T"], d["E"]), dtype),
                             vmap_method="sequential")
-    out = call(*args, **attrs)
-    return out[0] if unbatched else out
+    fitness, _ = _fitness(call(*args, **attrs), tasks.eval_type == "accuracy", d["Nv"])
+    return fitness[0] if unbatched else fitness
 
 
 def trace(spec, config, programs, tasks, keys) -> dict:
@@ -255,23 +279,24 @@ def trace(spec, config, programs, tasks, keys) -> dict:
     fitness [P,T]; epoch_fitness [P,T,E'] (0 where not reached); train_error and
     train_prediction [P,T,n] (first epoch, NaN after an early stop); valid_error and
     valid_prediction [P,T,Nv'] (first epoch's validation, NaN where not reached);
-    stopped bool [P,T].
+    stopped bool [P,T]; train_steps int32 [P,T] (train steps run, a stopping step counts).
     """
     args, attrs, d, dtype, unbatched = _prepare(spec, config, programs, tasks, keys)
     P, T = d["P"], d["T"]
     shapes = [
-        jax.ShapeDtypeStruct((P, T), dtype),
         jax.ShapeDtypeStruct((P, T, d["E"]), dtype),
         jax.ShapeDtypeStruct((P, T, d["n"]), dtype),
         jax.ShapeDtypeStruct((P, T, d["n"]), dtype),
         jax.ShapeDtypeStruct((P, T, d["nv"]), dtype),
         jax.ShapeDtypeStruct((P, T, d["nv"]), dtype),
         jax.ShapeDtypeStruct((P, T), jnp.uint8),
+        jax.ShapeDtypeStruct((P, T), jnp.int32),
     ]
     call = jax.ffi.ffi_call(TRACE_TARGET, shapes, vmap_method="sequential")
-    outs = list(call(*args, **attrs))
-    outs[6] = outs[6].astype(bool)
-    result = dict(zip(TRACE_FIELDS, outs, strict=True))
+    score, *rest = call(*args, **attrs)
+    fitness, epoch_fitness = _fitness(score, tasks.eval_type == "accuracy", d["Nv"])
+    rest[4] = rest[4].astype(bool)
+    result = dict(zip(TRACE_FIELDS, [fitness, epoch_fitness, *rest], strict=True))
     if unbatched:
         result = {k: v[0] for k, v in result.items()}
     return result

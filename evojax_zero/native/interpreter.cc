@@ -1,10 +1,11 @@
 // XLA FFI (custom call) entry points of the evojax_zero native CPU backend.
 //
 // Two handlers share one implementation:
-//   evojax_zero_fitness : -> fitness [P, T]
-//   evojax_zero_trace   : -> fitness, epoch_fitness [P,T,E'], train_error [P,T,n],
+//   evojax_zero_fitness : -> epoch_score [P, T, E'] (see interpreter.h)
+//   evojax_zero_trace   : -> epoch_score [P,T,E'], train_error [P,T,n],
 //                          train_prediction [P,T,n], valid_error [P,T,Nv'],
-//                          valid_prediction [P,T,Nv'], stopped uint8 [P,T]
+//                          valid_prediction [P,T,Nv'], stopped uint8 [P,T],
+//                          train_steps int32 [P,T]
 // Operands (in order): for setup, predict, learn: op int32[P,L], addr int32[P,L,3],
 // data float[P,L,4], size int32[P]; then train_x [T,N,F], train_y [T,N], valid_x [T,Nv,F],
 // valid_y [T,Nv], epoch_order int32[T,E,N], keys uint32[P,T,K].
@@ -145,21 +146,21 @@ ffi::Error Run(ffi::DataType dt, const ffi::AnyBuffer* prog, const ffi::AnyBuffe
   const int64_t n_first = std::min(N, num_train);
   const int64_t epochs_run = N > 0 ? (num_train + N - 1) / N : 0;
   auto out = [&](int i) { return (*outs[i]).untyped_data(); };
-  EVOJAX_CHECK(Check("fitness", *outs[0], dt, {P, T_}));
-  pb.fitness = static_cast<T*>(out(0));
+  EVOJAX_CHECK(Check("epoch_score", *outs[0], dt, {P, T_, epochs_run}));
+  pb.epoch_score = static_cast<T*>(out(0));
   if (num_outs == 7) {
-    EVOJAX_CHECK(Check("epoch_fitness", *outs[1], dt, {P, T_, epochs_run}));
-    EVOJAX_CHECK(Check("train_error", *outs[2], dt, {P, T_, n_first}));
-    EVOJAX_CHECK(Check("train_prediction", *outs[3], dt, {P, T_, n_first}));
-    EVOJAX_CHECK(Check("valid_error", *outs[4], dt, {P, T_, num_valid}));
-    EVOJAX_CHECK(Check("valid_prediction", *outs[5], dt, {P, T_, num_valid}));
-    EVOJAX_CHECK(Check("stopped", *outs[6], ffi::DataType::U8, {P, T_}));
-    pb.epoch_fitness = static_cast<T*>(out(1));
-    pb.train_error = static_cast<T*>(out(2));
-    pb.train_prediction = static_cast<T*>(out(3));
-    pb.valid_error = static_cast<T*>(out(4));
-    pb.valid_prediction = static_cast<T*>(out(5));
-    pb.stopped = static_cast<uint8_t*>(out(6));
+    EVOJAX_CHECK(Check("train_error", *outs[1], dt, {P, T_, n_first}));
+    EVOJAX_CHECK(Check("train_prediction", *outs[2], dt, {P, T_, n_first}));
+    EVOJAX_CHECK(Check("valid_error", *outs[3], dt, {P, T_, num_valid}));
+    EVOJAX_CHECK(Check("valid_prediction", *outs[4], dt, {P, T_, num_valid}));
+    EVOJAX_CHECK(Check("stopped", *outs[5], ffi::DataType::U8, {P, T_}));
+    EVOJAX_CHECK(Check("train_steps", *outs[6], ffi::DataType::S32, {P, T_}));
+    pb.train_error = static_cast<T*>(out(1));
+    pb.train_prediction = static_cast<T*>(out(2));
+    pb.valid_error = static_cast<T*>(out(3));
+    pb.valid_prediction = static_cast<T*>(out(4));
+    pb.stopped = static_cast<uint8_t*>(out(5));
+    pb.train_steps = static_cast<int32_t*>(out(6));
   }
   pb.num_threads = DefaultThreads();
   if (!EvaluateDispatch<T>(pb)) {
@@ -198,11 +199,11 @@ ffi::Error FitnessImpl(ffi::AnyBuffer s_op, ffi::AnyBuffer s_addr, ffi::AnyBuffe
                        ffi::AnyBuffer valid_y, ffi::AnyBuffer epoch_order, ffi::AnyBuffer keys,
                        int64_t S, int64_t V, int64_t M, int64_t num_train, int64_t num_valid,
                        double max_abs_error, int64_t accuracy,
-                       ffi::Result<ffi::AnyBuffer> fitness) {
+                       ffi::Result<ffi::AnyBuffer> epoch_score) {
   const ffi::AnyBuffer prog[12] = {s_op, s_addr, s_data, s_size, p_op, p_addr,
                                    p_data, p_size, l_op, l_addr, l_data, l_size};
   return Dispatch(prog, train_x, train_y, valid_x, valid_y, epoch_order, keys, S, V, M,
-                  num_train, num_valid, max_abs_error, accuracy, &fitness, 1);
+                  num_train, num_valid, max_abs_error, accuracy, &epoch_score, 1);
 }
 
 ffi::Error TraceImpl(ffi::AnyBuffer s_op, ffi::AnyBuffer s_addr, ffi::AnyBuffer s_data,
@@ -213,17 +214,17 @@ ffi::Error TraceImpl(ffi::AnyBuffer s_op, ffi::AnyBuffer s_addr, ffi::AnyBuffer 
                      ffi::AnyBuffer valid_y, ffi::AnyBuffer epoch_order, ffi::AnyBuffer keys,
                      int64_t S, int64_t V, int64_t M, int64_t num_train, int64_t num_valid,
                      double max_abs_error, int64_t accuracy,
-                     ffi::Result<ffi::AnyBuffer> fitness,
-                     ffi::Result<ffi::AnyBuffer> epoch_fitness,
+                     ffi::Result<ffi::AnyBuffer> epoch_score,
                      ffi::Result<ffi::AnyBuffer> train_error,
                      ffi::Result<ffi::AnyBuffer> train_prediction,
                      ffi::Result<ffi::AnyBuffer> valid_error,
                      ffi::Result<ffi::AnyBuffer> valid_prediction,
-                     ffi::Result<ffi::AnyBuffer> stopped) {
+                     ffi::Result<ffi::AnyBuffer> stopped,
+                     ffi::Result<ffi::AnyBuffer> train_steps) {
   const ffi::AnyBuffer prog[12] = {s_op, s_addr, s_data, s_size, p_op, p_addr,
                                    p_data, p_size, l_op, l_addr, l_data, l_size};
-  ffi::Result<ffi::AnyBuffer> outs[7] = {fitness, epoch_fitness, train_error, train_prediction,
-                                         valid_error, valid_prediction, stopped};
+  ffi::Result<ffi::AnyBuffer> outs[7] = {epoch_score, train_error, train_prediction,
+                                         valid_error, valid_prediction, stopped, train_steps};
   return Dispatch(prog, train_x, train_y, valid_x, valid_y, epoch_order, keys, S, V, M,
                   num_train, num_valid, max_abs_error, accuracy, outs, 7);
 }

@@ -5,6 +5,14 @@
 // memory wiped and Setup run once per (program, task); per epoch Train then Validate;
 // fitness is the max over epochs of the validation fitness.
 //
+// The kernel returns per-epoch *scores*; the caller turns them into fitness in XLA:
+//   score = the validation loss (sum of squared errors, or of 0/1 errors);
+//   RMS_ERROR: fitness = FlipAndSquash(sqrt(score / Nv)); ACCURACY: 1 - score / Nv
+//   (evaluated by XLA so that it is exactly the XLA evaluator's expression);
+//   score = -1 (fitness 0) for an epoch not reached, stopped in training, or whose
+//   validation saw an error that is NaN or > max_abs_error.
+// fitness = max(0, max over epochs) = the reference's best-so-far over epochs.
+//
 // Templated on the feature size F (2, 4, 8, 16, 32) and the float type T (float, double).
 // All arithmetic is done in T, in a fixed order, with no FMA contraction (the build passes
 // -ffp-contract=off), so a result depends only on the inputs, never on threads.
@@ -179,18 +187,36 @@ template <typename T> inline T ScalarMax(T a, T b) { return (a < b) ? b : a; }
 template <typename T> inline T MatrixMin(T a, T b) { return (a < b) ? a : b; }
 template <typename T> inline T MatrixMax(T a, T b) { return (a > b) ? a : b; }
 
-template <int F, typename T>
-inline T Sum(const T* v) {
-  T s = v[0];
-  for (int k = 1; k < F; ++k) s += v[k];
-  return s;
+// Summation order: a fixed pairwise tree over a power-of-two axis, halves added
+// elementwise (x[k] += x[k + h] for h = n/2, n/4, ..., 1). This is the order of the XLA
+// evaluator's _tree_sum (and of Eigen's packet reductions), so float64 sums agree bit for bit.
+template <int N, typename T>
+inline T TreeSumInPlace(T* x) {
+  for (int h = N / 2; h >= 1; h /= 2)
+    for (int k = 0; k < h; ++k) x[k] += x[k + h];
+  return x[0];
 }
 
-template <int F, typename T>
+template <int N, typename T>
+inline T Sum(const T* v) {
+  T tmp[N];
+  for (int k = 0; k < N; ++k) tmp[k] = v[k];
+  return TreeSumInPlace<N>(tmp);
+}
+
+template <int N, typename T>
 inline T Dot(const T* u, const T* v) {
-  T s = u[0] * v[0];
-  for (int k = 1; k < F; ++k) s += u[k] * v[k];
-  return s;
+  T tmp[N];
+  for (int k = 0; k < N; ++k) tmp[k] = u[k] * v[k];
+  return TreeSumInPlace<N>(tmp);
+}
+
+// Column sums of an F x F row-major block (tree over rows); result in x[0..F).
+template <int F, typename T>
+inline void ColumnTreeSumInPlace(T* x) {
+  for (int h = F / 2; h >= 1; h /= 2)
+    for (int r = 0; r < h; ++r)
+      for (int c = 0; c < F; ++c) x[r * F + c] += x[(r + h) * F + c];
 }
 
 template <int F, typename T>
@@ -281,10 +307,9 @@ inline void Execute(const Instr<T>* __restrict prog, int n, T* __restrict mem, R
         break;
       case MATRIX_NORM: *o = std::sqrt(Dot<FF>(a, a)); break;
       case MATRIX_COLUMN_NORM: {
-        T tmp[F];
-        for (int c = 0; c < F; ++c) tmp[c] = a[c] * a[c];
-        for (int r = 1; r < F; ++r)
-          for (int c = 0; c < F; ++c) tmp[c] += a[r * F + c] * a[r * F + c];
+        T tmp[FF];
+        for (int k = 0; k < FF; ++k) tmp[k] = a[k] * a[k];
+        ColumnTreeSumInPlace<F>(tmp);
         for (int c = 0; c < F; ++c) o[c] = std::sqrt(tmp[c]);
         break;
       }
@@ -314,13 +339,16 @@ inline void Execute(const Instr<T>* __restrict prog, int n, T* __restrict mem, R
         for (int k = 0; k < FF; ++k) o[k] = a[k] / b[k];
         break;
       case MATRIX_MATRIX_PRODUCT: {
-        T tmp[FF];
+        // out[r][c] = tree-sum over k of a[r][k] * b[k][c]; all inputs read first.
+        T res[FF];
+        T prod[FF];
         for (int r = 0; r < F; ++r) {
-          for (int c = 0; c < F; ++c) tmp[r * F + c] = a[r * F] * b[c];
-          for (int k = 1; k < F; ++k)
-            for (int c = 0; c < F; ++c) tmp[r * F + c] += a[r * F + k] * b[k * F + c];
+          for (int k = 0; k < F; ++k)
+            for (int c = 0; c < F; ++c) prod[k * F + c] = a[r * F + k] * b[k * F + c];
+          ColumnTreeSumInPlace<F>(prod);
+          for (int c = 0; c < F; ++c) res[r * F + c] = prod[c];
         }
-        std::memcpy(o, tmp, sizeof(tmp));
+        std::memcpy(o, res, sizeof(res));
         break;
       }
       case SCALAR_MIN: *o = ScalarMin(*a, *b); break;
@@ -412,14 +440,14 @@ template <typename T> struct Problem {
   const int32_t* epoch_order;  // [T, E, N]
   const uint32_t* keys;      // [P, T, K]
   int64_t key_words;         // K
-  // Outputs ([P, T, ...]); only fitness is required.
-  T* fitness;                // [P, T]
-  T* epoch_fitness;          // [P, T, E'] (E' = epochs run), or null
+  // Outputs ([P, T, ...]); only epoch_score is required.
+  T* epoch_score;            // [P, T, E'] (E' = epochs run), see the top of this file
   T* train_error;            // [P, T, n] (n = first-epoch train steps), or null
   T* train_prediction;       // [P, T, n], or null
   T* valid_error;            // [P, T, num_valid], or null
   T* valid_prediction;       // [P, T, num_valid], or null
   uint8_t* stopped;          // [P, T], or null
+  int32_t* train_steps;      // [P, T] train steps run (a stopping step counts), or null
   int64_t num_threads;
 };
 
@@ -450,11 +478,15 @@ template <int F, typename T> class Executor {
     T* tr_pred = pb.train_prediction ? pb.train_prediction + pt * n_first : nullptr;
     T* va_err = pb.valid_error ? pb.valid_error + pt * pb.num_valid : nullptr;
     T* va_pred = pb.valid_prediction ? pb.valid_prediction + pt * pb.num_valid : nullptr;
-    T* ep_fit = pb.epoch_fitness ? pb.epoch_fitness + pt * epochs_run : nullptr;
+    T* ep_score = pb.epoch_score + pt * epochs_run;
     const T nan = std::numeric_limits<T>::quiet_NaN();
     if (tr_err) for (int64_t i = 0; i < n_first; ++i) tr_err[i] = tr_pred[i] = nan;
     if (va_err) for (int64_t i = 0; i < pb.num_valid; ++i) va_err[i] = va_pred[i] = nan;
-    if (ep_fit) for (int64_t i = 0; i < epochs_run; ++i) ep_fit[i] = T(0);
+    // Trace recording follows the reference: train_prediction for every step run (the
+    // stopping step included), train_error only for steps that passed the early-stop check;
+    // valid_prediction for every example validated, valid_error only up to an abort; no
+    // validation after a training stop (NaN where nothing was recorded).
+    for (int64_t i = 0; i < epochs_run; ++i) ep_score[i] = T(-1);
 
     T* mem = mem_.data();
     std::fill(mem_.begin(), mem_.end(), T(0));
@@ -471,8 +503,8 @@ template <int F, typename T> class Executor {
     const Instr<T>* learn = code_[2].data();
     const int np = len_[1], nl = len_[2];
 
-    T best = T(0);
     bool stopped = false;
+    int64_t steps_run = 0;
     int64_t remaining = pb.num_train;
     for (int64_t epoch = 0; epoch < epochs_run; ++epoch) {
       const int64_t steps = std::min(N, remaining);
@@ -488,24 +520,25 @@ template <int F, typename T> class Executor {
         Execute<F, T>(predict, np, mem, rng);
         if (pb.accuracy) *s1 = Sigmoid(*s1);
         const T err = std::abs(y - *s1);
-        if (epoch == 0 && tr_err) { tr_err[j] = err; tr_pred[j] = *s1; }
+        ++steps_run;
+        if (epoch == 0 && tr_pred) tr_pred[j] = *s1;
         if (std::isnan(err) || err > max_err) { ok = false; break; }
+        // As the reference, the error is recorded only once the early-stop check passed.
+        if (epoch == 0 && tr_err) tr_err[j] = err;
         std::memcpy(v0, x, sizeof(T) * F);
         *s0 = y;
         Execute<F, T>(learn, nl, mem, rng);
       }
       if (!ok) {
         stopped = true;
-        break;  // first epoch: fitness stays 0 (kMinFitness); later: best so far
+        break;  // this and later epochs score -1: first epoch -> fitness 0, else best so far
       }
       remaining -= N;
-      const T fit = Validate(t, mem, rng, epoch == 0 ? va_err : nullptr,
-                             epoch == 0 ? va_pred : nullptr);
-      if (ep_fit) ep_fit[epoch] = fit;
-      best = (best < fit) ? fit : best;  // std::max(current, best)
+      ep_score[epoch] = Validate(t, mem, rng, epoch == 0 ? va_err : nullptr,
+                                 epoch == 0 ? va_pred : nullptr);
     }
-    pb.fitness[pt] = best;
     if (pb.stopped) pb.stopped[pt] = stopped ? 1 : 0;
+    if (pb.train_steps) pb.train_steps[pt] = static_cast<int32_t>(steps_run);
   }
 
  private:
@@ -543,13 +576,11 @@ template <int F, typename T> class Executor {
         loss += e * e;
         abs_err = std::abs(e);
       }
-      if (va_err) { va_err[i] = abs_err; va_pred[i] = pred; }
-      if (std::isnan(abs_err) || abs_err > max_err) return T(0);
+      if (va_pred) va_pred[i] = pred;
+      if (std::isnan(abs_err) || abs_err > max_err) return T(-1);
+      if (va_err) va_err[i] = abs_err;  // recorded only when the check passed
     }
-    if (pb.accuracy) return T(1) - loss / static_cast<T>(Nv);
-    const T r = std::sqrt(loss / static_cast<T>(Nv));
-    if (std::isnan(r) || std::isinf(r)) return T(0);
-    return T(1) + static_cast<T>(-0.63661977236758138243) * std::atan(r);
+    return loss;  // fitness is computed by the caller (see the top of this file)
   }
 
   const Problem<T>& pb_;
