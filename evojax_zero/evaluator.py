@@ -235,15 +235,21 @@ class Evaluator:
             mem = set_inputs(mem, x, y)
             mem = learn.run(decoded["learn"], mem, sub(step_key, 1))
             nan = jnp.asarray(jnp.nan, dtype)
-            out = (jnp.where(stopped, nan, err), jnp.where(stopped, nan, pred)) if record else None
+            # As the reference: the prediction of every step run (the stopping one included),
+            # the error only of steps that passed the early-stop check.
+            out = (jnp.where(stopped | bad, nan, err), jnp.where(stopped, nan, pred)) \
+                if record else None
             steps = steps + jnp.where(stopped, 0, 1).astype(jnp.int32)
             return (mem, stopped | bad, steps), out
 
         def valid_step(carry, xs):
-            mem, loss, bad = carry
+            # The reference returns from validation at the first bad example: from then on
+            # Predict no longer runs, so memory stays as it was (it matters for later epochs).
+            old, loss, bad = carry
             x, y, step_key = xs
-            mem = set_inputs(mem, x, jnp.zeros((), dtype))
+            mem = set_inputs(old, x, jnp.zeros((), dtype))
             mem = predict.run(decoded["predict"], mem, step_key)
+            mem = jax.tree.map(lambda a, b: jnp.where(bad, a, b), old, mem)
             logit = mem.s[1]
             if accuracy:
                 p = sigmoid(logit)
@@ -255,7 +261,9 @@ class Evaluator:
                 loss = loss + error * error
             abs_err = jnp.abs(error)
             bad_now = jnp.isnan(abs_err) | (abs_err > max_err)
-            out = (abs_err, logit) if record else None
+            nan = jnp.asarray(jnp.nan, dtype)
+            out = (jnp.where(bad | bad_now, nan, abs_err), jnp.where(bad, nan, logit)) \
+                if record else None
             return (mem, loss, bad | bad_now), out
 
         def step_keys(k, n):
@@ -284,8 +292,9 @@ class Evaluator:
             best = jnp.maximum(best, fit)
             stopped = stopped_now
             epoch_fits.append(fit)
-            if e == 0 and record:
-                first = {"train": tr, "valid": va}
+            if e == 0 and record:  # no validation is recorded after a training stop
+                first = {"train": tr, "valid": tuple(
+                    jnp.where(stopped_now, jnp.nan, a) for a in va)}
         if not record:
             return Trace(best, None, None, None, None, None, stopped, steps)
         return Trace(

@@ -120,9 +120,8 @@ def differences(ref: ri.Result, tr, p: int, t: int, rtol: float, atol: float,
     ef = tr.epoch_fitness[p, t]
     if not close(ef, ref.epoch_fitness, 0, fitness_atol):
         out.append(f"epoch_fitness: expected {ref.epoch_fitness}, got {ef}")
-    # Errors where the reference recorded one. (The evaluator also records the stopping
-    # step's error and validation errors after a stop; the reference records neither: see
-    # test_trace_recording_like_the_reference, an xfail.)
+    # Errors where the reference recorded one (test_trace_recording_like_the_reference
+    # checks that nothing else is recorded).
     for name in ("train_error", "valid_error"):
         got, exp = getattr(tr, name)[p, t], getattr(ref, name)
         mask = ~np.isnan(exp)
@@ -273,9 +272,6 @@ def test_rule4_error_of_exactly_100_is_accepted(precision):
     ])
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "evaluator records the stopping step's train error and validation errors after an early "
-    "stop / validation abort; the reference (executor.h) records neither (FEC hashes differ)"))
 def test_trace_recording_like_the_reference():
     # The reference pushes |y - s1| only after the early-stop check passes, does not validate
     # after a training stop, and stops recording validation errors at an error > 100.
