@@ -619,3 +619,22 @@ def test_hand_worked_tests_on_xla():
                           "-p", "no:cacheprovider", __file__], env=env, capture_output=True,
                          text=True, timeout=3000)
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-2000:]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_validation_abort_freezes_memory_for_later_epochs(precision):
+    # Predict counts its calls in s2 and predicts s1 = 40 * count. The reference returns from
+    # Validate at the first error > 100, so Predict does not run on the remaining validation
+    # examples and the count carries into epoch 1 from where validation aborted.
+    prog = {"setup": [[O.SCALAR_CONST_SET, 0, 0, 3, 1.0], [O.SCALAR_CONST_SET, 0, 0, 5, 40.0]],
+            "predict": [[O.SCALAR_SUM, 2, 3, 2], [O.SCALAR_PRODUCT, 2, 5, 1]]}
+    # Epoch 0: train counts 1, 2 (preds 40, 80; errors 60, 60); validation count 3 -> 120,
+    # error 110 -> abort (fitness 0). Epoch 1: train counts 4, 5 (preds 160, 200; errors
+    # 60, 60); validation counts 6, 7, 8 -> 240, 280, 320 vs labels 230, 280, 320.
+    # Had validation kept running, epoch 1 would see counts 6, 7 and stop (error 140).
+    task = make_task([100.0, 140.0], [230.0, 280.0, 320.0], epoch_order=[[0, 1], [0, 1]])
+    check_hand(SCALAR_SPEC, [prog], task, precision, [
+        {"epoch_fitness": [0.0, fit_rms(100.0 / 3)], "fitness": fit_rms(100.0 / 3),
+         "stopped": False, "train_prediction": [40.0, 80.0], "valid_error": [NAN] * 3,
+         "valid_prediction": [120.0, NAN, NAN]},
+    ])
