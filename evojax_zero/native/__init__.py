@@ -22,6 +22,7 @@ are not the same draws as the XLA evaluator's.
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
 import os
 import threading
@@ -236,12 +237,14 @@ def _prepare(spec, config, programs, tasks, keys):
     return args, attrs, dims, dtype, unbatched
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))
 def _fitness(score, accuracy: bool, num_valid_total: int):
     """(fitness [P, T], epoch_fitness [P, T, E']) from the kernel's per-epoch scores.
 
     A score is the epoch's validation loss, or < 0 for fitness 0. The fitness expression is
     the XLA evaluator's (same XLA ops, so the same atan and the same rewrites), so the two
-    backends agree bit for bit wherever the programs' own arithmetic does.
+    backends agree bit for bit wherever the programs' own arithmetic does. Jitted, so an
+    eager call fuses (and rounds) like a call inside jit.
     """
     from evojax_zero.interpreter import flip_and_squash
 
