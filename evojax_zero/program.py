@@ -169,6 +169,12 @@ def _check_instruction(spec: ProgramSpec, fn: str, pos: int, instr: Sequence) ->
             )
         addrs.append(a)
     data = [float(values[4])] + [float(np.float32(x)) for x in values[5:8]]
+    index_fields = {Op.VECTOR_CONST_SET: (1,), Op.MATRIX_CONST_SET: (1, 2)}.get(op, ())
+    for k in index_fields:
+        if not 0.0 <= data[k] < 1.0:
+            raise ValueError(
+                f"{where} ({op.name}): index fraction f{k - 1}={data[k]!r} must be in [0, 1) "
+                f"(the entry written is int(F * f{k - 1}))")
     used = DATA_FIELDS_USED.get(op, ())
     data = [x if k in used else 0.0 for k, x in enumerate(data)]  # unused data is normalised
     return [int(op), *addrs, *data]

@@ -192,3 +192,12 @@ def test_from_arrays_with_explicit_epoch_order():
     np.testing.assert_array_equal(t.epoch_order[0], order)
     with pytest.raises(ValueError, match="epoch_order"):
         T.from_arrays(x, np.arange(3.0), x, np.arange(3.0), epoch_order=[[0, 0, 1]])
+
+
+def test_const_set_index_fraction_must_be_in_unit_interval():
+    spec = P.ProgramSpec(setup_ops=[57, 58], max_setup_size=2)
+    P.from_lists(spec, setup=[[57, 0, 0, 1, 0.0, 0.999, 0.5], [58, 0, 0, 0, 0.0, 0.0, 0.5, 1.0]])
+    with pytest.raises(ValueError, match="Setup instruction 0.*f0"):
+        P.from_lists(spec, setup=[[57, 0, 0, 1, 0.0, 1.0, 0.5]])
+    with pytest.raises(ValueError, match="Setup instruction 1.*f1"):
+        P.from_lists(spec, setup=[[57, 0, 0, 1, 0.0, 0.5, 0.5], [58, 0, 0, 0, 0.0, 0.1, -0.2]])

@@ -53,7 +53,8 @@ def test_every_op_round_trips_through_lists_and_text():
                (2 if s.out != Kind.MATRIX else 1) if s.out else 0,
                0.25 if op == Op.SCALAR_CONST_SET else 0.0,
                0.5 if s.is_data_op and op != Op.SCALAR_CONST_SET else 0.0,
-               -0.75 if op >= Op.VECTOR_CONST_SET else 0.0,
+               (0.75 if op == Op.MATRIX_CONST_SET else -0.75) if op >= Op.VECTOR_CONST_SET
+               else 0.0,  # f1 is an index fraction for MATRIX_CONST_SET
                0.125 if op == Op.MATRIX_CONST_SET else 0.0]
         lists = {"setup": [], "predict": [ins], "learn": []}
         prog = P.from_lists(SPEC, **lists)
