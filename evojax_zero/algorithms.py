@@ -16,6 +16,7 @@ truncated), as the reference's ``PadComponentFunctionWithInstruction``.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -179,10 +180,18 @@ def initial_population(algorithm, spec: ProgramSpec, population_size: int,
     if algorithm == Algorithm.RANDOM:
         if key is None or mutation_config is None:
             raise ValueError("RANDOM initial programs need key= and mutation_config=")
-        from evojax_zero.mutation import random_program
 
         sizes = _check_sizes(sizes, spec)
-        return jax.jit(jax.vmap(lambda k: random_program(k, spec, mutation_config, sizes)))(
+        return _random_population_fn(spec, mutation_config, sizes)(
             jax.random.split(key, population_size))
     one = initial_program(algorithm, spec, sizes)
     return jax.tree.map(lambda x: jax.numpy.broadcast_to(x, (population_size, *x.shape)), one)
+
+
+@functools.lru_cache(maxsize=32)
+def _random_population_fn(spec: ProgramSpec, mutation_config, sizes: tuple):
+    """Jitted vmapped RANDOM_ALGORITHM builder, cached so repeated searches (and
+    experiments) with the same spec do not recompile it."""
+    from evojax_zero.mutation import random_program
+
+    return jax.jit(jax.vmap(lambda k: random_program(k, spec, mutation_config, sizes)))

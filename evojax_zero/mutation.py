@@ -232,14 +232,22 @@ def _random_data(key, op, dtype):
                       _f32(f2).astype(dtype)])
 
 
-def _random_op(key, ops: tuple[Op, ...]):
-    table = jnp.asarray([int(o) for o in ops], jnp.int32)
-    return table[jax.random.randint(key, (), 0, len(ops))]
+def _op_table(ops) -> jax.Array:
+    return jnp.asarray([int(o) for o in ops] or [0], jnp.int32)
 
 
-def _random_row(key, ops, spec, dtype):
+def _random_op(key, ops, num_ops=None):
+    """Uniform op from ``ops`` (a tuple, or a padded int32 table with ``num_ops`` valid
+    entries, possibly traced)."""
+    if num_ops is None:
+        num_ops = len(ops)
+        ops = _op_table(ops)
+    return ops[jax.random.randint(key, (), 0, num_ops)]
+
+
+def _random_row(key, ops, spec, dtype, num_ops=None):
     ko, ki = jax.random.split(key)
-    op = _random_op(ko, ops)
+    op = _random_op(ko, ops, num_ops)
     addr, data = random_instruction(ki, op, spec, dtype)
     return op, addr, data
 
@@ -318,10 +326,10 @@ def _set_row(f: Function, pos, op, addr, data) -> Function:
                      data=f.data.at[pos].set(data))
 
 
-def randomize_function(key, f: Function, ops, spec) -> Function:
+def randomize_function(key, f: Function, ops, spec, num_ops=None) -> Function:
     """Re-randomize every instruction of ``f`` (size kept; padding stays NO_OP)."""
     L = f.op.shape[-1]
-    op, addr, data = jax.vmap(lambda k: _random_row(k, ops, spec, f.data.dtype))(
+    op, addr, data = jax.vmap(lambda k: _random_row(k, ops, spec, f.data.dtype, num_ops))(
         jax.random.split(key, L))
     live = jnp.arange(L) < f.size
     return f.replace(op=jnp.where(live, op, 0), addr=jnp.where(live[:, None], addr, 0),
@@ -359,15 +367,23 @@ def _truncate(f: Function, L: int) -> Function:
 def mutate_function(key, f: Function, mtype, fn: str, config: MutationConfig,
                     spec: ProgramSpec) -> Function:
     """Apply mutation ``mtype`` (traced int) to component function ``f`` (unbatched)."""
-    ops = config.ops(fn)
     lo, hi = config.size_bounds(fn, spec)
+    ops = config.ops(fn)
+    return _mutate_function(key, f, mtype, config, spec, _op_table(ops), len(ops), lo, hi)
+
+
+def _mutate_function(key, f: Function, mtype, config: MutationConfig, spec: ProgramSpec,
+                     ops, num_ops, lo, hi) -> Function:
+    """``mutate_function`` with the function's op table (``ops[:num_ops]``) and size
+    bounds ``lo``, ``hi`` given as (possibly traced) values, so one traced body serves
+    every component function (padded to a common length)."""
     L = f.op.shape[-1]
     dtype = f.data.dtype
     kp, kr, kq, ka = jax.random.split(key, 4)
     size = f.size
     pos = jax.random.randint(kp, (), 0, jnp.maximum(size, 1))  # uniform in [0, size)
     ins_pos = jax.random.randint(kp, (), 0, size + 1)  # uniform in [0, size]
-    r_op, r_addr, r_data = _random_row(kr, ops, spec, dtype)
+    r_op, r_addr, r_data = _random_row(kr, ops, spec, dtype, num_ops)
     nonempty = size > 0
 
     def alter(_):
@@ -380,7 +396,7 @@ def mutate_function(key, f: Function, mtype, fn: str, config: MutationConfig,
         return jax.tree.map(lambda a, b: jnp.where(nonempty, a, b), g, f)
 
     def rand_fn(_):
-        return randomize_function(ka, f, ops, spec)
+        return randomize_function(ka, f, ops, spec, num_ops)
 
     def identity(_):
         return f
@@ -398,8 +414,17 @@ def mutate_function(key, f: Function, mtype, fn: str, config: MutationConfig,
         q = jax.random.randint(kq, (), 0, g.size)
         return _truncate(_remove(g, q), L)
 
-    branches = [alter, rand_instr, rand_fn, identity, insert, remove, trade, rand_fn]
-    return jax.lax.switch(mtype, branches, None)
+    # Trace only the branches this config can draw (fewer branches compile much faster;
+    # under vmap every branch is computed). RANDOMIZE_ALGORITHM re-randomizes like 2.
+    by_type = [alter, rand_instr, rand_fn, identity, insert, remove, trade, rand_fn]
+    kinds = sorted({2 if int(t) == 7 else int(t) for t in config.mutation_types})
+    if len(kinds) == 1:
+        return by_type[kinds[0]](None)
+    table = np.zeros(len(by_type), np.int32)
+    for i, t in enumerate(kinds):
+        table[t] = i
+    table[7] = table[2]
+    return jax.lax.switch(jnp.asarray(table)[mtype], [by_type[t] for t in kinds], None)
 
 
 def mutation_choice(key: jax.Array, config: MutationConfig):
@@ -427,18 +452,25 @@ def mutate(key: jax.Array, program: Program, config: MutationConfig,
     k_choice, k_mut = jax.random.split(key)
     do, mtype, chosen = mutation_choice(k_choice, config)
     mutable = config.mutable_functions
-    keys = jax.random.split(k_mut, len(FUNCTION_NAMES))
-    out = {}
-    for i, fn in enumerate(FUNCTION_NAMES):
-        f = program.function(fn)
-        if fn not in mutable:
-            out[fn] = f
-            continue
-        j = mutable.index(fn)
-        g = mutate_function(keys[i], f, mtype, fn, config, spec)
-        apply = do & ((chosen == j) | (mtype == MutationType.RANDOMIZE_ALGORITHM))
-        out[fn] = jax.tree.map(lambda a, b, apply=apply: jnp.where(apply, a, b), g, f)
-    return Program(**out)
+    if not mutable:  # only IDENTITY / RANDOMIZE_ALGORITHM with every function frozen
+        return program
+    # The chosen function is mutated by ONE traced body: the mutable functions are padded
+    # to a common length and stacked, per-function op tables and size bounds are
+    # gathered with the traced index (compiles ~n times faster than one body each).
+    stacked, tables, counts = _stack_functions(program, config, spec)
+    bounds = jnp.asarray([config.size_bounds(fn, spec) for fn in mutable], jnp.int32)
+    k_one, k_all = jax.random.split(k_mut)
+    one = jax.tree.map(lambda x: x[chosen], stacked)
+    g = _mutate_function(k_one, one, mtype, config, spec, tables[chosen], counts[chosen],
+                         bounds[chosen, 0], bounds[chosen, 1])
+    new = jax.tree.map(lambda s_, x: s_.at[chosen].set(jnp.where(do, x, s_[chosen])),
+                       stacked, g)
+    if MutationType.RANDOMIZE_ALGORITHM in config.mutation_types:
+        rand_all = jax.vmap(lambda k, f, t, c: randomize_function(k, f, t, spec, c))(
+            jax.random.split(k_all, len(mutable)), stacked, tables, counts)
+        all_ = do & (mtype == MutationType.RANDOMIZE_ALGORITHM)
+        new = jax.tree.map(lambda a, b: jnp.where(all_, a, b), rand_all, new)
+    return _unstack_functions(program, new, config, spec)
 
 
 def random_program(key: jax.Array, spec: ProgramSpec, config: MutationConfig,
@@ -448,12 +480,46 @@ def random_program(key: jax.Array, spec: ProgramSpec, config: MutationConfig,
     from evojax_zero.program import empty
 
     prog = empty(spec, sizes=sizes)
-    keys = jax.random.split(key, 3)
-    fns = {}
-    for k, fn in zip(keys, FUNCTION_NAMES, strict=True):
-        f = prog.function(fn)
-        fns[fn] = randomize_function(k, f, config.ops(fn), spec) if config.ops(fn) else f
-    return Program(**fns)
+    mutable = config.mutable_functions
+    if not mutable:
+        return prog
+    stacked, tables, counts = _stack_functions(prog, config, spec)
+    new = jax.vmap(lambda k, f, t, c: randomize_function(k, f, t, spec, c))(
+        jax.random.split(key, len(mutable)), stacked, tables, counts)
+    return _unstack_functions(prog, new, config, spec)
+
+
+def _stack_functions(program: Program, config: MutationConfig, spec: ProgramSpec):
+    """The mutable functions padded to a common length and stacked, with their op tables
+    (padded) and op counts."""
+    mutable = config.mutable_functions
+    Lmax = max(spec.max_size(fn) for fn in mutable)
+
+    def pad(f: Function) -> Function:
+        n = Lmax - f.op.shape[-1]
+        return Function(op=jnp.pad(f.op, (0, n)), addr=jnp.pad(f.addr, ((0, n), (0, 0))),
+                        data=jnp.pad(f.data, ((0, n), (0, 0))), size=f.size)
+
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs),
+                           *[pad(program.function(fn)) for fn in mutable])
+    n_ops = max(len(config.ops(fn)) for fn in mutable)
+    tables = jnp.asarray([[int(o) for o in config.ops(fn)]
+                          + [0] * (n_ops - len(config.ops(fn))) for fn in mutable], jnp.int32)
+    counts = jnp.asarray([len(config.ops(fn)) for fn in mutable], jnp.int32)
+    return stacked, tables, counts
+
+
+def _unstack_functions(program: Program, stacked: Function, config: MutationConfig,
+                       spec: ProgramSpec) -> Program:
+    out = {}
+    for fn in FUNCTION_NAMES:
+        if fn not in config.mutable_functions:
+            out[fn] = program.function(fn)
+            continue
+        j, L = config.mutable_functions.index(fn), spec.max_size(fn)
+        out[fn] = Function(op=stacked.op[j, :L], addr=stacked.addr[j, :L],
+                           data=stacked.data[j, :L], size=stacked.size[j])
+    return Program(**out)
 
 
 def make_mutate_fn(config: MutationConfig, spec: ProgramSpec):

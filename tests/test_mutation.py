@@ -81,12 +81,32 @@ def test_config_rejects_bad_values():
 # -- validity (property test) -----------------------------------------------------------
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def _truncated(prog, sizes):
+    """``prog`` with each function cut to the given size (rows beyond it NO_OP)."""
+    prog = jax.device_get(prog)
+    out = {}
+    for fn, n in zip(P.FUNCTION_NAMES, sizes, strict=True):
+        f = prog.function(fn)
+        live = np.arange(f.op.shape[-1]) < n
+        out[fn] = P.Function(op=np.where(live, f.op, 0), addr=np.where(live[:, None], f.addr, 0),
+                             data=np.where(live[:, None], f.data, 0).astype(f.data.dtype),
+                             size=np.asarray(n, np.int32))
+    return P.Program(**out)
+
+
+@pytest.fixture(scope="module")
+def wide_full():
+    """One random WIDE program at full size (compiled once; examples truncate it)."""
+    return _random_program(jax.random.key(0), WIDE_SPEC, WIDE_CFG, (6, 4, 7))
+
+
+@settings(max_examples=6, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**31 - 1), s=st.integers(0, 6), p=st.integers(0, 4),
        lr=st.integers(0, 7))
-def test_every_mutated_program_is_valid(seed, s, p, lr):
+def test_every_mutated_program_is_valid(wide_full, seed, s, p, lr):
     key = jax.random.key(seed)
-    parent = _random_program(key, WIDE_SPEC, WIDE_CFG, (s, p, lr))
+    parent = _truncated(wide_full, (s, p, lr))
     P.validate(WIDE_SPEC, parent)
     children = _mutate_many(jax.random.split(jax.random.fold_in(key, 1), 32), parent,
                             WIDE_CFG, WIDE_SPEC)
@@ -95,6 +115,9 @@ def test_every_mutated_program_is_valid(seed, s, p, lr):
     new_ops = set(np.asarray(children.predict.op).ravel()) - set(
         np.asarray(parent.predict.op).ravel())
     assert new_ops <= {0, 1, 27}
+    # setup may shrink to 1 (its min) and grow to 6 (insert while size < 7 - 1)
+    sizes = np.asarray(children.setup.size)
+    assert ((sizes >= min(s, 1)) & (sizes <= max(s, 6))).all()
 
 
 def test_frozen_functions_never_change():
@@ -246,16 +269,26 @@ def test_insert_remove_respect_bounds():
         assert set(np.asarray(kids.learn.size)) == allowed
 
 
-def test_mutate_is_deterministic_and_does_not_recompile():
-    prog = _random_program(jax.random.key(0), DEMO_SPEC, DEMO_CFG, (10, 2, 8))
-    keys = jax.random.split(jax.random.key(1), 8)
-    a = _mutate_many(keys, prog, DEMO_CFG, DEMO_SPEC)
+@pytest.fixture(scope="module")
+def demo_population():
+    return algorithms.initial_population("random", DEMO_SPEC, 50, (10, 2, 8),
+                                         jax.random.key(0), DEMO_CFG)
+
+
+def test_mutate_is_deterministic_and_does_not_recompile(wide_full):
+    # same shapes as the property test above: reuses its compiled function
+    prog = _truncated(wide_full, (3, 2, 4))
+    keys = jax.random.split(jax.random.key(1), 32)
+    a = _mutate_many(keys, prog, WIDE_CFG, WIDE_SPEC)
     n = _mutate_many._cache_size()
-    b = _mutate_many(keys, prog, DEMO_CFG, DEMO_SPEC)
-    _mutate_many(jax.random.split(jax.random.key(2), 8), prog, DEMO_CFG, DEMO_SPEC)
+    b = _mutate_many(keys, prog, WIDE_CFG, WIDE_SPEC)
+    c = _mutate_many(jax.random.split(jax.random.key(2), 32), prog, WIDE_CFG, WIDE_SPEC)
     assert _mutate_many._cache_size() == n
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
+    # different keys give different children
+    assert any((np.asarray(x) != np.asarray(y)).any()
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(c), strict=True))
 
 
 # -- initial programs -------------------------------------------------------------------
@@ -290,12 +323,15 @@ def test_hand_written_algorithms_text():
         algorithms.as_algorithm("perceptron")
 
 
-def test_random_population_uses_allowed_ops_and_sizes():
-    pop = algorithms.initial_population("random", DEMO_SPEC, 50, (10, 2, 8),
-                                        jax.random.key(0), DEMO_CFG)
+def test_random_population_uses_allowed_ops_and_sizes(demo_population):
+    pop = demo_population
     P.validate(DEMO_SPEC, pop)
     assert set(np.asarray(pop.setup.op).ravel()) == set(DEMO_OPS)
     assert (np.asarray(pop.learn.size) == 8).all()
+    # the cached builder is reused for the same spec/config/sizes
+    again = algorithms.initial_population("random", DEMO_SPEC, 50, (10, 2, 8),
+                                          jax.random.key(0), DEMO_CFG)
+    np.testing.assert_array_equal(np.asarray(again.setup.op), np.asarray(pop.setup.op))
 
 
 def _evaluate(spec, prog, tasks):
