@@ -16,6 +16,7 @@ Three lines::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -67,13 +68,25 @@ class TaskSpec:
         if self.kind == "teacher":
             return tasks.teacher_regression(self.num_tasks, self.feature_size, self.num_train,
                                             self.num_valid, 1, ps, ds)
+        pairs, seeds = self.digit_pairs(ds)
+        return tasks.projected_binary(pairs, seeds, self.feature_size)
+
+    def digit_pairs(self, data_seeds=None) -> tuple[list, list]:
+        """digits: the (pos, neg) pair and split/projection seed of every task."""
+        ds = self.data_seeds if data_seeds is None else data_seeds
         pairs_pool = [p for p in tasks.all_digit_pairs()
                       if (tuple(sorted(p)) in DIGITS_HELD_OUT) == self.held_out]
         seeds = tasks.task_seeds(self.num_tasks, ds, (0,))
         pick = np.random.default_rng(seeds[0] + 856572777)
         pairs = [pairs_pool[i] for i in pick.integers(0, len(pairs_pool), self.num_tasks)]
-        seeds = [s % 100 for s in seeds]
-        return tasks.projected_binary(pairs, seeds, self.feature_size)
+        return pairs, [s % 100 for s in seeds]
+
+    def build_with_test(self):
+        """digits: ``(tasks, [(test_x, test_y), ...])`` with the held-back test split."""
+        if self.kind != "digits":
+            raise ValueError("build_with_test is for digits tasks")
+        pairs, seeds = self.digit_pairs()
+        return tasks.projected_binary(pairs, seeds, self.feature_size, return_test=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,9 +258,16 @@ class Result:
 def evaluate(spec: ProgramSpec, program: Program, t: tasks.Tasks, key=None,
              backend: str = "auto") -> float:
     """MEAN fitness of one program on tasks (no FEC, no budget)."""
-    ev = Evaluator(spec, EvalConfig(), backend)
+    ev = _evaluator(spec, backend)
     prog = jax.tree.map(lambda x: x[None], program)
     return float(ev(prog, t, jax.random.key(0) if key is None else key)[0])
+
+
+@functools.lru_cache(maxsize=8)
+def _evaluator(spec: ProgramSpec, backend: str) -> Evaluator:
+    """One Evaluator (and its compiled code) per spec: select/final/simplify scoring of
+    every experiment reuses it."""
+    return Evaluator(spec, EvalConfig(), backend)
 
 
 def _make_mesh(num_devices: int | None):

@@ -99,46 +99,27 @@ class Search:
         self.config = config
         self.tasks = tasks
         self.mesh = mesh
-        self.engine = RegularizedEvolution(config.population_size, config.tournament_size,
-                                           config.batch_size)
-        self.evaluator = Evaluator(config.spec, EvalConfig(
-            max_abs_error=config.max_abs_error, combine=config.combine), config.backend)
-        self.steps_per_generation = config.population_size // config.batch_size
-        self.train_per_task = min(tasks.num_train * tasks.num_epochs,
-                                  tasks.num_train * tasks.num_epochs)
         if config.fec is not None:
             f = config.fec
             if f.num_train_examples > tasks.num_train or f.num_valid_examples > tasks.num_valid:
                 raise ValueError("FEC pre-run needs num_train/valid_examples <= the task's")
-            self.prerun = Evaluator(config.spec, EvalConfig(
-                num_train_examples=f.num_train_examples, num_valid_examples=f.num_valid_examples,
-                max_abs_error=config.max_abs_error), "xla")
             self.cache = FECCache(f.cache_size, f.forget_every)
         else:
             self.cache = None
+        # Jitted kernels take the tasks as an argument and are shared by every Search with
+        # the same config and mesh: new experiments (new task seeds) do not recompile.
+        k = _kernels(config, mesh)
+        self.engine, self.evaluator = k.engine, k.evaluator
+        self.prerun, self.chunk = k.prerun, k.chunk
+        self.steps_per_generation = config.population_size // config.batch_size
+        self.train_per_task = tasks.num_train * tasks.num_epochs
         self.counters = SearchCounters()
-        B = config.batch_size
-        self.chunk = next(c for c in range(max(1, B // 8), B + 1) if B % c == 0)
-        self._generation = jax.jit(self._generation_impl)
-        self._ask_prerun = jax.jit(self._ask_prerun_impl)
-        self._eval_selected = jax.jit(self._eval_selected_impl)
-        self._tell = jax.jit(self.engine.tell)
-        self._eval_chunks = jax.jit(self._eval_chunks_impl)
-
-    # -- mutation ----------------------------------------------------------------------
-
-    def _mutate(self, key, program):
-        return mutate(key, program, self.config.mutation, self.config.spec)
-
-    def _shard(self, tree):
-        if self.mesh is None:
-            return tree
-        from jax.sharding import NamedSharding, PartitionSpec
-
-        sh = NamedSharding(self.mesh, PartitionSpec(self.mesh.axis_names[0]))
-        return jax.tree.map(
-            lambda x: jax.lax.with_sharding_constraint(x, sh)
-            if x.ndim and x.shape[0] % self.mesh.size == 0 else x, tree)
+        self._generation = k.generation
+        self._ask_prerun = k.ask_prerun
+        self._eval_selected = k.eval_selected
+        self._tell = k.tell
+        self._eval_chunks = k.eval_chunks
+        self._prerun_trace_jit = k.prerun_trace
 
     # -- initial population -------------------------------------------------------------
 
@@ -192,64 +173,14 @@ class Search:
             fits.append(self._evaluate_children(chunk, keys[i]))
         return jnp.concatenate(fits)
 
-    def _eval_chunks_impl(self, children, key):
-        return self.evaluator.combine(self.evaluator.per_task(children, self.tasks, key))
-
-    # -- without FEC: one jitted scan per generation ------------------------------------
-
-    def _step(self, state: SearchState, _):
-        key, k_ask, k_eval = jax.random.split(state.key, 3)
-        children, _ = self.engine.ask(k_ask, state.evolution, self._mutate)
-        children = self._shard(children)
-        fitness = self.evaluator.combine(self.evaluator.per_task(children, self.tasks, k_eval))
-        evo = self.engine.tell(state.evolution, children, fitness)
-        return SearchState(evo, key), None
-
-    def _generation_impl(self, state: SearchState) -> SearchState:
-        state, _ = jax.lax.scan(self._step, state, None, length=self.steps_per_generation)
-        return state
-
-    # -- with FEC -----------------------------------------------------------------------
-
-    def _ask_prerun_impl(self, state: SearchState):
-        key, k_ask, k_eval = jax.random.split(state.key, 3)
-        children, _ = self.engine.ask(k_ask, state.evolution, self._mutate)
-        tr = self._prerun_trace(children)
-        return SearchState(state.evolution, key), children, k_eval, tr
-
-    def _prerun_trace(self, children):
-        B = children.batch_shape[0]
-        keys = jnp.broadcast_to(jax.random.key(FEC_SEED), (B,))
-        tr = self.prerun.trace(children, self.tasks, keys)
-        return tr.train_error, tr.valid_error, tr.train_steps
-
-    def _eval_selected_impl(self, children, order, n_needed, key):
-        """Per-task fitness [B, T] of the programs ``order[:n_needed]`` (others 0)."""
-        B, c = self.config.batch_size, self.chunk
-        keys = jax.random.split(key, B)
-        out = jnp.zeros((B, self.tasks.num_tasks), jnp.float32)
-
-        def body(i, out):
-            idx = jax.lax.dynamic_slice(order, (i * c,), (c,))
-            progs = jax.tree.map(lambda x: x[idx], children)
-            f = self.evaluator.per_task(progs, self.tasks, keys[idx]).astype(jnp.float32)
-            return out.at[idx].set(f)
-
-        n_chunks = (n_needed + c - 1) // c
-        return jax.lax.fori_loop(0, n_chunks, body, out)
-
     def _evaluate_children(self, children: Program, key) -> jax.Array:
         """Fitness [B] of a batch of children (FEC when configured); counts train steps."""
         B, T = children.batch_shape[0], self.tasks.num_tasks
         if self.cache is None:
             self.counters.train_steps += B * T * self.train_per_task
-            return self._eval_chunks(children, key)
-        tr = self._prerun_trace_jit(children)
+            return self._eval_chunks(children, key, self.tasks)
+        tr = self._prerun_trace_jit(children, self.tasks)
         return self._fec_fitness(children, key, *tr)
-
-    @functools.cached_property
-    def _prerun_trace_jit(self):
-        return jax.jit(self._prerun_trace)
 
     def _fec_fitness(self, children, key, train_error, valid_error, prerun_steps):
         B, T = children.batch_shape[0], self.tasks.num_tasks
@@ -263,7 +194,8 @@ class Search:
         n_needed = int(need.sum())
         if n_needed:
             per_task = np.asarray(self._eval_selected(children, jnp.asarray(order),
-                                                      jnp.int32(n_needed), key), np.float64)
+                                                      jnp.int32(n_needed), key, self.tasks),
+                                  np.float64)
         else:
             per_task = np.zeros((B, T))
         fit = self.cache.fill(per_task, source, cached)
@@ -280,12 +212,12 @@ class Search:
         """P more evaluations (P / B steps)."""
         c = self.config
         if self.cache is None:
-            state = self._generation(state)
+            state = self._generation(state, self.tasks)
             self.counters.train_steps += (c.population_size * self.tasks.num_tasks
                                           * self.train_per_task)
         else:
             for _ in range(self.steps_per_generation):
-                state, children, k_eval, tr = self._ask_prerun(state)
+                state, children, k_eval, tr = self._ask_prerun(state, self.tasks)
                 fitness = self._fec_fitness(children, k_eval, *tr)
                 state = state.replace(evolution=self._tell(state.evolution, children, fitness))
         self.counters.individuals += c.population_size
@@ -302,6 +234,97 @@ class Search:
         mean = f.mean()
         var = max((f * f).mean() - mean * mean, 0.0)
         return {"mean": float(mean), "stdev": math.sqrt(var), "best": float(f.max())}
+
+
+class _Kernels:
+    """The jitted pieces of a search for one (config, mesh); tasks are arguments."""
+
+    def __init__(self, config: SearchConfig, mesh):
+        self.config = config
+        self.mesh = mesh
+        self.engine = RegularizedEvolution(config.population_size, config.tournament_size,
+                                           config.batch_size)
+        self.evaluator = Evaluator(config.spec, EvalConfig(
+            max_abs_error=config.max_abs_error, combine=config.combine), config.backend)
+        self.prerun = None
+        if config.fec is not None:
+            f = config.fec
+            self.prerun = Evaluator(config.spec, EvalConfig(
+                num_train_examples=f.num_train_examples, num_valid_examples=f.num_valid_examples,
+                max_abs_error=config.max_abs_error), "xla")
+        B = config.batch_size
+        self.chunk = next(c for c in range(max(1, B // 8), B + 1) if B % c == 0)
+        self.steps_per_generation = config.population_size // B
+        self.generation = jax.jit(self._generation_impl)
+        self.ask_prerun = jax.jit(self._ask_prerun_impl)
+        self.eval_selected = jax.jit(self._eval_selected_impl)
+        self.tell = jax.jit(self.engine.tell)
+        self.eval_chunks = jax.jit(self._eval_chunks_impl)
+        self.prerun_trace = jax.jit(self._prerun_trace)
+
+    def _mutate(self, key, program):
+        return mutate(key, program, self.config.mutation, self.config.spec)
+
+    def _shard(self, tree):
+        if self.mesh is None:
+            return tree
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        sh = NamedSharding(self.mesh, PartitionSpec(self.mesh.axis_names[0]))
+        return jax.tree.map(
+            lambda x: jax.lax.with_sharding_constraint(x, sh)
+            if x.ndim and x.shape[0] % self.mesh.size == 0 else x, tree)
+
+    def _eval_chunks_impl(self, children, key, tasks):
+        return self.evaluator.combine(self.evaluator.per_task(children, tasks, key))
+
+    # -- without FEC: one jitted scan per generation ------------------------------------
+
+    def _generation_impl(self, state: SearchState, tasks) -> SearchState:
+        def step(state, _):
+            key, k_ask, k_eval = jax.random.split(state.key, 3)
+            children, _ = self.engine.ask(k_ask, state.evolution, self._mutate)
+            children = self._shard(children)
+            fitness = self.evaluator.combine(self.evaluator.per_task(children, tasks, k_eval))
+            evo = self.engine.tell(state.evolution, children, fitness)
+            return SearchState(evo, key), None
+
+        state, _ = jax.lax.scan(step, state, None, length=self.steps_per_generation)
+        return state
+
+    # -- with FEC -----------------------------------------------------------------------
+
+    def _ask_prerun_impl(self, state: SearchState, tasks):
+        key, k_ask, k_eval = jax.random.split(state.key, 3)
+        children, _ = self.engine.ask(k_ask, state.evolution, self._mutate)
+        tr = self._prerun_trace(children, tasks)
+        return SearchState(state.evolution, key), children, k_eval, tr
+
+    def _prerun_trace(self, children, tasks):
+        B = children.batch_shape[0]
+        keys = jnp.broadcast_to(jax.random.key(FEC_SEED), (B,))
+        tr = self.prerun.trace(children, tasks, keys)
+        return tr.train_error, tr.valid_error, tr.train_steps
+
+    def _eval_selected_impl(self, children, order, n_needed, key, tasks):
+        """Per-task fitness [B, T] of the programs ``order[:n_needed]`` (others 0)."""
+        B, c = self.config.batch_size, self.chunk
+        keys = jax.random.split(key, B)
+        out = jnp.zeros((B, tasks.num_tasks), jnp.float32)
+
+        def body(i, out):
+            idx = jax.lax.dynamic_slice(order, (i * c,), (c,))
+            progs = jax.tree.map(lambda x: x[idx], children)
+            f = self.evaluator.per_task(progs, tasks, keys[idx]).astype(jnp.float32)
+            return out.at[idx].set(f)
+
+        n_chunks = (n_needed + c - 1) // c
+        return jax.lax.fori_loop(0, n_chunks, body, out)
+
+
+@functools.lru_cache(maxsize=16)
+def _kernels(config: SearchConfig, mesh) -> _Kernels:
+    return _Kernels(config, mesh)
 
 
 def progress_line(individuals: int, elapsed_secs: float, stats: dict) -> str:

@@ -244,7 +244,6 @@ def projected_binary(pairs: Sequence[tuple[int, int]], seeds: Sequence[int],
     data = load_digits()
     X_all, y_all = data.data.astype(np.float64), data.target
     items, tests = [], []
-    sizes = None
     for (pos, neg), seed in zip(pairs, seeds, strict=True):
         if pos not in DIGITS_CLASSES or neg not in DIGITS_CLASSES or pos == neg:
             raise ValueError(f"pair must be two distinct digits 0-9, got {(pos, neg)}")
@@ -260,14 +259,14 @@ def projected_binary(pairs: Sequence[tuple[int, int]], seeds: Sequence[int],
         proj = np.random.RandomState(seed).standard_normal((X.shape[1], feature_size))
         scaler = StandardScaler().fit(X_train @ proj)
         X_train, X_valid, X_test = (scaler.transform(a @ proj) for a in (X_train, X_valid, X_test))
-        sizes = sizes or (len(y_train), len(y_valid))
-        # Pairs can differ by a few examples; trim to the first task's sizes.
-        m_tr, m_va = sizes
-        if len(y_train) < m_tr or len(y_valid) < m_va:
-            raise ValueError("all pairs must have at least as many examples as the first")
-        items.append((X_train[:m_tr], y_train[:m_tr], X_valid[:m_va], y_valid[:m_va],
-                      epoch_orders(seed, m_tr, num_epochs)))
+        items.append((X_train, y_train, X_valid, y_valid, seed))
         tests.append((X_test, y_test))
+    # Pairs differ by a few examples; trim every task to the smallest train/valid split
+    # (a no-op for the tasks of the smallest pair).
+    m_tr = min(len(it[1]) for it in items)
+    m_va = min(len(it[3]) for it in items)
+    items = [(a[:m_tr], b[:m_tr], c[:m_va], d[:m_va], epoch_orders(seed, m_tr, num_epochs))
+             for a, b, c, d, seed in items]
     tasks = _stack(items, ACCURACY, dtype or _default_dtype())
     if return_test:
         return tasks, tests

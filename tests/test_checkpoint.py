@@ -48,3 +48,26 @@ def test_kill9_and_resume_matches_uninterrupted(tmp_path):
     assert a["final_population_fitness"] == b["final_population_fitness"]
     assert a["best_text"] == b["best_text"]
     assert a["individuals"] == b["individuals"] and a["train_steps"] == b["train_steps"]
+
+
+def test_interrupted_and_resumed_twice_matches_uninterrupted(tmp_path):
+    """Fast, in-process: stop mid-experiment 0, resume, stop in experiment 1, resume; the
+    final population, best program and counters equal an uninterrupted run's (demo
+    preset, so the FEC cache is checkpointed too)."""
+    from evojax_zero import experiment
+
+    cfg = experiment.preset("demo", population_size=20, batch_size=10, max_train_steps=60000,
+                            max_experiments=2, sufficient_fitness=2.0, select_num_tasks=3,
+                            final_num_tasks=3)
+    quiet = {"progress": False, "log": lambda s: None}
+    ref = experiment.run(cfg, 3, **quiet)
+    ckpt = str(tmp_path / "ckpt")
+    for stop in (2, 4):
+        with pytest.raises(experiment._Stopped):
+            experiment.run(cfg, 3, checkpoint_dir=ckpt, stop_after_generations=stop, **quiet)
+    res = experiment.run(cfg, 3, checkpoint_dir=ckpt, **quiet)
+    assert res.experiments == ref.experiments == 2
+    assert res.final_population_fitness == ref.final_population_fitness
+    assert res.best_text == ref.best_text and res.select_fitness == ref.select_fitness
+    assert res.individuals == ref.individuals and res.train_steps == ref.train_steps
+    assert res.fec_hit_rate == ref.fec_hit_rate

@@ -1,11 +1,10 @@
-"""Execute the quickstart notebook at a tiny size."""
+"""Execute the quickstart notebook at a tiny size (fast subset: CI runs it)."""
 
 import os
 
 import pytest
 
 
-@pytest.mark.slow
 def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
