@@ -17,19 +17,32 @@ import time  # noqa: E402
 import jax  # noqa: E402
 
 
-def time_to_solution(seeds, population_size, batch_size, max_seconds):
+def _load():
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def time_to_solution(seeds, population_size, batch_size, max_experiments, fec=True):
+    """Each seed in a fresh process state is not possible here: compiled kernels are shared
+    across seeds (as they would be in one sweep); the first seed pays the compile."""
     from evojax_zero import experiment
 
     for seed in seeds:
-        cfg = experiment.preset("demo", population_size=population_size, batch_size=batch_size)
-        t0 = time.time()
+        cfg = experiment.preset("demo", population_size=population_size, batch_size=batch_size,
+                                max_experiments=max_experiments, fec=fec)
+        t0, c0 = time.time(), time.process_time()
         res = experiment.run(cfg, seed, progress=False, log=lambda s: None)
         print(json.dumps({"bench": "demo_time_to_solution", "seed": seed,
                           "solved": res.select_fitness > 0.9999,
                           "select_fitness": res.select_fitness,
+                          "final_fitness": res.final_fitness,
                           "wall_s": round(time.time() - t0, 1),
+                          "cpu_s": round(time.process_time() - c0, 1),
                           "individuals": res.individuals, "experiments": res.experiments,
-                          "device": jax.devices()[0].platform}), flush=True)
+                          "fec": fec, "population": population_size, "batch": batch_size,
+                          "load1": _load(), "device": jax.devices()[0].platform}), flush=True)
 
 
 def speed(preset, generations, population_size, batch_size):
@@ -43,14 +56,19 @@ def speed(preset, generations, population_size, batch_size):
         st = s.init(jax.random.key(0))
         st = s.generation(st)  # compile
         jax.block_until_ready(st.evolution.fitness)
-        n0, t0 = s.counters.individuals, time.time()
+        ts0 = s.counters.train_steps
+        n0, t0, c0 = s.counters.individuals, time.time(), time.process_time()
         for _ in range(generations):
             st = s.generation(st)
         jax.block_until_ready(st.evolution.fitness)
-        dt = time.time() - t0
+        dt, cpu = time.time() - t0, time.process_time() - c0
         hits = s.counters.fec_hits / s.counters.fec_lookups if s.counters.fec_lookups else None
         print(json.dumps({"bench": "individuals_per_second", "preset": preset, "fec": fec,
                           "value": round((s.counters.individuals - n0) / dt, 1),
+                          "per_cpu_second": round((s.counters.individuals - n0) / cpu, 1),
+                          "train_steps_per_cpu_second": round(
+                              (s.counters.train_steps - ts0) / cpu, 1),
+                          "wall_s": round(dt, 2), "cpu_s": round(cpu, 2), "load1": _load(),
                           "fec_hit_rate": hits, "population": population_size,
                           "batch": batch_size, "backend": s.evaluator.backend}), flush=True)
 
@@ -63,10 +81,13 @@ def main():
     p.add_argument("--generations", type=int, default=5)
     p.add_argument("--population-size", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--max-seconds", type=float, default=3600)
+    p.add_argument("--max-experiments", type=int, default=20,
+                   help="tts: give up after this many experiments (reference: unlimited)")
+    p.add_argument("--no-fec", action="store_true", help="tts without FEC")
     a = p.parse_args()
     if a.what == "tts":
-        time_to_solution(a.seeds, a.population_size, a.batch_size, a.max_seconds)
+        time_to_solution(a.seeds, a.population_size, a.batch_size, a.max_experiments,
+                         not a.no_fec)
     else:
         speed(a.preset, a.generations, a.population_size, a.batch_size)
 

@@ -38,6 +38,18 @@ from evojax_zero.tasks import Tasks
 FEC_SEED = 235732282  # the reference reseeds the FEC pre-run generator to this
 
 
+def _prerun_backend(backend: str) -> str:
+    """Backend of the FEC pre-run trace: the search's, when its trace reports train steps
+    (the native kernel's does from the version that added them), else XLA."""
+    if backend == "xla":
+        return "xla"
+    try:
+        from evojax_zero import native
+    except ImportError:
+        return "xla"
+    return backend if "train_steps" in getattr(native, "TRACE_FIELDS", ()) else "xla"
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
     """Everything a regularized-evolution run needs besides its tasks and seed."""
@@ -251,7 +263,7 @@ class _Kernels:
             f = config.fec
             self.prerun = Evaluator(config.spec, EvalConfig(
                 num_train_examples=f.num_train_examples, num_valid_examples=f.num_valid_examples,
-                max_abs_error=config.max_abs_error), "xla")
+                max_abs_error=config.max_abs_error), _prerun_backend(config.backend))
         B = config.batch_size
         self.chunk = next(c for c in range(max(1, B // 8), B + 1) if B % c == 0)
         self.steps_per_generation = config.population_size // B
