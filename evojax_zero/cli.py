@@ -35,7 +35,10 @@ def main(argv=None) -> int:
     r.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    from evojax_zero import experiment
+    from evojax_zero import distributed, experiment
+
+    # Multi-host: only when the environment asks (docs/multihost.md); before any JAX call.
+    distributed.maybe_initialize()
 
     overrides = {}
     for item in args.set:

@@ -29,6 +29,7 @@ import numpy as np
 
 from evojax_zero import algorithms, analysis, tasks
 from evojax_zero.checkpoint import Checkpointer, cache_from_json, cache_to_json
+from evojax_zero.distributed import to_host
 from evojax_zero.evaluator import EvalConfig, Evaluator
 from evojax_zero.fec import FECConfig
 from evojax_zero.mutation import MutationConfig
@@ -271,14 +272,9 @@ def _evaluator(spec: ProgramSpec, backend: str) -> Evaluator:
 
 
 def _make_mesh(num_devices: int | None):
-    if not num_devices or num_devices <= 1:
-        return None
-    from jax.sharding import Mesh
+    from evojax_zero.distributed import population_mesh
 
-    devs = jax.devices()[:num_devices]
-    if len(devs) < num_devices:
-        raise ValueError(f"asked for {num_devices} devices, have {len(jax.devices())}")
-    return Mesh(np.array(devs), ("pop",))
+    return population_mesh(num_devices)
 
 
 def run(config: ExperimentConfig, seed: int = 0, *, out_dir: str | None = None,
@@ -405,7 +401,7 @@ def run(config: ExperimentConfig, seed: int = 0, *, out_dir: str | None = None,
                  host["best_select"], final_fit, host["total_individuals"],
                  host["total_train_steps"], host["experiment"], time.time() - t0,
                  host["history"], hits / lookups if lookups else None, host["solved_seconds"],
-                 np.asarray(state.evolution.fitness).tolist() if state is not None else None)
+                 to_host(state.evolution.fitness).tolist() if state is not None else None)
     emit(f"Final evaluation fitness (on unseen data) = {final_fit:.6f}")
     emit("Algorithm found:\n" + res.best_text)
     emit("Simplified (dead code removed, same fitness):\n" + res.simplified_text)

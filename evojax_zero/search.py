@@ -28,6 +28,7 @@ import numpy as np
 from flax import struct
 
 from evojax_zero import algorithms
+from evojax_zero.distributed import to_host
 from evojax_zero.engine import EvolutionState, RegularizedEvolution
 from evojax_zero.evaluator import EvalConfig, Evaluator
 from evojax_zero.fec import FECCache, FECConfig, batch_hash, recorded_masks
@@ -196,8 +197,8 @@ class Search:
 
     def _fec_fitness(self, children, key, train_error, valid_error, prerun_steps):
         B, T = children.batch_shape[0], self.tasks.num_tasks
-        tmask, vmask = recorded_masks(np.asarray(train_error), np.asarray(valid_error),
-                                      self.config.max_abs_error)
+        train_error, valid_error = to_host(train_error), to_host(valid_error)
+        tmask, vmask = recorded_masks(train_error, valid_error, self.config.max_abs_error)
         hashes = batch_hash(train_error, tmask, valid_error, vmask,
                             np.arange(T)[None, :], self.train_per_task)
         source, cached = self.cache.lookup_batch(hashes)
@@ -211,7 +212,7 @@ class Search:
         else:
             per_task = np.zeros((B, T))
         fit = self.cache.fill(per_task, source, cached)
-        self.counters.train_steps += int(np.asarray(prerun_steps).sum()) + int(
+        self.counters.train_steps += int(to_host(prerun_steps).sum()) + int(
             (source == -1).sum()) * self.train_per_task
         self.counters.fec_lookups += B * T
         self.counters.fec_hits += int((source != -1).sum())
@@ -237,12 +238,12 @@ class Search:
 
     def best(self, state: SearchState) -> tuple[Program, float]:
         prog, fit = self.engine.best(state.evolution)
-        return jax.device_get(prog), float(fit)
+        return jax.tree.map(to_host, prog), float(to_host(fit))
 
     @staticmethod
     def stats(state: SearchState) -> dict[str, float]:
         """Population mean, stdev (population formula, clamped) and best fitness."""
-        f = np.asarray(state.evolution.fitness, np.float64)
+        f = to_host(state.evolution.fitness).astype(np.float64)
         mean = f.mean()
         var = max((f * f).mean() - mean * mean, 0.0)
         return {"mean": float(mean), "stdev": math.sqrt(var), "best": float(f.max())}
