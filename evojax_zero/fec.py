@@ -189,21 +189,38 @@ class FECCache:
         :meth:`fill` with the evaluated fitnesses afterwards.
         """
         B, T = hashes.shape
-        source = np.full((B, T), -2, np.int64)
-        cached = np.zeros((B, T), np.float64)
-        for b in range(B):
-            for t in range(T):
-                h = int(hashes[b, t])
-                found, value = self.find(h)
-                if not found:
-                    source[b, t] = -1
-                    self.insert(h, _Pending(b * T + t))
-                elif isinstance(value, _Pending):
-                    source[b, t] = value.index
-                else:
-                    cached[b, t] = value
-        self._pending_hashes = hashes
-        return source, cached
+        flat = np.asarray(hashes, np.uint64).reshape(-1).tolist()  # Python ints
+        n = len(flat)
+        source = [-2] * n
+        cached = [0.0] * n
+        # find()/insert() inlined (same semantics; this loop is the FEC's host hot spot)
+        d, cap, forget = self._d, self.cache_size, self.forget_every
+        get, to_end = d.get, d.move_to_end
+        hits = 0
+        for i, h in enumerate(flat):
+            entry = get(h)
+            if entry is None:
+                source[i] = -1
+                d[h] = [_Pending(i), 1]
+                if len(d) > cap:
+                    d.popitem(last=False)
+                continue
+            hits += 1
+            to_end(h)
+            entry[1] += 1
+            if forget and entry[1] >= forget:
+                del d[h]
+            value = entry[0]
+            if type(value) is _Pending:
+                source[i] = value.index
+            else:
+                cached[i] = value
+        self.hits += hits
+        self.misses += n - hits
+        self._pending_hashes = flat
+        self._pending_source = source
+        return (np.asarray(source, np.int64).reshape(B, T),
+                np.asarray(cached, np.float64).reshape(B, T))
 
     def fill(self, fitness: np.ndarray, source: np.ndarray, cached: np.ndarray) -> np.ndarray:
         """Replace pending entries by their evaluated fitness; return the [B, T] fitness
@@ -214,10 +231,12 @@ class FECCache:
         out[miss] = fitness[miss]
         dup = source >= 0
         out[dup] = flat[source[dup]]
-        for h in np.asarray(self._pending_hashes)[miss]:
-            entry = self._d.get(int(h))
-            if entry is not None and isinstance(entry[0], _Pending):
-                entry[0] = float(flat[entry[0].index])
+        flat_list = flat.tolist()
+        for h in (h for h, src in zip(self._pending_hashes, self._pending_source,
+                                      strict=True) if src == -1):
+            entry = self._d.get(h)
+            if entry is not None and type(entry[0]) is _Pending:
+                entry[0] = flat_list[entry[0].index]
         return out
 
     # -- checkpointing ------------------------------------------------------------------

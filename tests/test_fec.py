@@ -59,3 +59,30 @@ def test_batch_lookup_is_sequential():
     d = fec.FECCache(10, 100)
     d.load_arrays(state)
     assert d.state_arrays()["keys"].tolist() == state["keys"].tolist()
+
+
+def test_batch_lookup_equals_sequential_reference_on_random_streams():
+    """lookup_batch + fill == the reference's per-pair find / insert, in order, including
+    duplicates within a batch, forget_every and LRU eviction (small cache)."""
+    rng = np.random.default_rng(0)
+    for cache_size, forget in ((3, 2), (5, 3), (8, 0), (4, 100)):
+        fast, slow = fec.FECCache(cache_size, forget), fec.FECCache(cache_size, forget)
+        for _ in range(30):
+            hashes = rng.integers(0, 12, (4, 3)).astype(np.uint64)
+            fitness = rng.random((4, 3))
+            want = np.zeros((4, 3))
+            for b in range(4):
+                for t in range(3):
+                    found, v = slow.find(int(hashes[b, t]))
+                    if found:
+                        want[b, t] = v
+                    else:
+                        want[b, t] = fitness[b, t]
+                        slow.insert(int(hashes[b, t]), fitness[b, t])
+            source, cached = fast.lookup_batch(hashes)
+            # only misses are evaluated: poison the other entries
+            got = fast.fill(np.where(source == -1, fitness, np.nan), source, cached)
+            np.testing.assert_array_equal(got, want)
+            a, b_ = fast.state_arrays(), slow.state_arrays()
+            for k in ("keys", "fitness", "count", "stats"):
+                np.testing.assert_array_equal(a[k], b_[k])
