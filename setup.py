@@ -30,6 +30,12 @@ def _native_build_module():
 class BuildExt(build_ext):
     """build_ext that compiles the native backend with its own command; never fatal."""
 
+    def build_extensions(self):
+        self._native_built = False
+        super().build_extensions()
+        if not self._native_built:  # nothing to copy or install for it (editable installs)
+            self.extensions = [e for e in self.extensions if e.name != NATIVE_EXT]
+
     def build_extension(self, ext):
         if ext.name != NATIVE_EXT:
             return super().build_extension(ext)
@@ -43,6 +49,7 @@ class BuildExt(build_ext):
             include_dir, jaxlib_version = native_build.jax_include_dir()
             native_build.compile_library(output, include_dir, jaxlib_version,
                                          src_dir=NATIVE_DIR, verbose=True)
+            self._native_built = True
         except Exception as e:  # noqa: BLE001 - the native backend is optional
             self.warn(
                 "evojax_zero: the native CPU backend was not built at install time "
