@@ -1,7 +1,12 @@
 """Search benchmarks: demo time to solution over seeds; individuals/s with and without FEC.
 
-    python benchmarks/search.py tts --seeds 0 1 2 3 4
-    python benchmarks/search.py speed --preset demo --generations 5
+    python benchmarks/search.py tts --seeds 0 1 2 3 4            # demo, FEC (the reference's)
+    python benchmarks/search.py tts --seeds 0 1 2 3 4 --no-fec   # demo without FEC
+    python benchmarks/search.py speed --preset demo --generations 30   # with and without FEC
+    python benchmarks/search.py speed --preset linear --generations 30
+
+Rates are per wall second and per CPU-second of this process (all its threads), the
+latter comparable to the reference's single-threaded "per CPU-second" figures.
 
 Prints one JSON line per measurement.
 """
