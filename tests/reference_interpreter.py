@@ -540,3 +540,16 @@ def combine(fitnesses, mode: str = "mean") -> float:
     if mode == "median":
         return sorted(values)[len(values) // 2]
     raise ValueError(f"unknown combination mode {mode!r}")
+
+
+def make_task(train_y, valid_y, train_x=None, valid_x=None, F=4, epoch_order=None,
+              eval_type="rms_error"):
+    """One task as a dict of float64 numpy arrays (the interpreter's input)."""
+    train_y = np.asarray(train_y, np.float64)
+    valid_y = np.asarray(valid_y, np.float64)
+    N, Nv = len(train_y), len(valid_y)
+    train_x = np.zeros((N, F)) if train_x is None else np.asarray(train_x, np.float64)
+    valid_x = np.zeros((Nv, F)) if valid_x is None else np.asarray(valid_x, np.float64)
+    epoch_order = [list(range(N))] if epoch_order is None else epoch_order
+    return dict(train_x=train_x, train_y=train_y, valid_x=valid_x, valid_y=valid_y,
+                epoch_order=np.asarray(epoch_order, np.int64), eval_type=eval_type)

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import reference_interpreter as ri
+from reference_interpreter import make_task
 
 from evojax_zero import program as P
 from evojax_zero import tasks as T
@@ -46,19 +47,6 @@ def evaluator(spec, config, precision: str, backend: str | None = None):
         with x64(precision):
             _EVALUATORS[key] = Evaluator(spec, config, backend=backend)
     return _EVALUATORS[key]
-
-
-def make_task(train_y, valid_y, train_x=None, valid_x=None, F=4, epoch_order=None,
-              eval_type="rms_error"):
-    """One task as a dict of float64 numpy arrays (the interpreter's input)."""
-    train_y = np.asarray(train_y, np.float64)
-    valid_y = np.asarray(valid_y, np.float64)
-    N, Nv = len(train_y), len(valid_y)
-    train_x = np.zeros((N, F)) if train_x is None else np.asarray(train_x, np.float64)
-    valid_x = np.zeros((Nv, F)) if valid_x is None else np.asarray(valid_x, np.float64)
-    epoch_order = [list(range(N))] if epoch_order is None else epoch_order
-    return dict(train_x=train_x, train_y=train_y, valid_x=valid_x, valid_y=valid_y,
-                epoch_order=np.asarray(epoch_order, np.int64), eval_type=eval_type)
 
 
 def to_tasks(task_dicts, precision: str) -> T.Tasks:

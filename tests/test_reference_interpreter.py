@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import reference_interpreter as ri
+from reference_interpreter import make_task
 
 from evojax_zero.ops import NUM_OPS, Op
 
@@ -19,19 +20,6 @@ SQUASH = 2.0 / math.pi
 
 def fit_rms(mean_sq_error: float) -> float:
     return 1.0 - SQUASH * math.atan(math.sqrt(mean_sq_error))
-
-
-def make_task(train_y, valid_y, train_x=None, valid_x=None, F=4, epoch_order=None,
-              eval_type="rms_error"):
-    train_y = np.asarray(train_y, np.float64)
-    valid_y = np.asarray(valid_y, np.float64)
-    N, Nv = len(train_y), len(valid_y)
-    train_x = np.zeros((N, F)) if train_x is None else np.asarray(train_x, np.float64)
-    valid_x = np.zeros((Nv, F)) if valid_x is None else np.asarray(valid_x, np.float64)
-    if epoch_order is None:
-        epoch_order = [list(range(N))]
-    return dict(train_x=train_x, train_y=train_y, valid_x=valid_x, valid_y=valid_y,
-                epoch_order=np.asarray(epoch_order), eval_type=eval_type)
 
 
 def run(program, task, S=6, V=4, M=3, **kw):
