@@ -21,12 +21,11 @@ import json  # noqa: E402
 import time  # noqa: E402
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 
 from evojax_zero import program as P  # noqa: E402
 from evojax_zero import tasks as T  # noqa: E402
 from evojax_zero.evaluator import EvalConfig, Evaluator  # noqa: E402
-from evojax_zero.ops import FIRST_OUT_ADDRESS, OP_SPECS, Kind  # noqa: E402
+from evojax_zero.mutation import MutationConfig, random_program  # noqa: E402
 
 # (program, task) evaluations per CPU-second of the C++ reference (contract section 6).
 REFERENCE_EVALS_PER_CPU_S = {"demo": 134_000, "linear": 226_000, "nonlinear": 11_500,
@@ -56,29 +55,11 @@ CONFIGS = {
 
 
 def random_programs(spec: P.ProgramSpec, sizes, n: int, seed: int) -> P.Program:
-    """n random full-size programs over the spec's ops (host-side, for benchmarks)."""
-    rng = np.random.default_rng(seed)
-    progs = []
-    for _ in range(n):
-        fns = {}
-        for fn, size in zip(("setup", "predict", "learn"), sizes, strict=True):
-            ops = [o for o in spec.ops(fn) if o != 0] or [0]
-            rows = []
-            for _ in range(size):
-                s = OP_SPECS[int(rng.choice(ops))]
-
-                def addr(kind, out=False):
-                    if kind == Kind.NONE:
-                        return 0
-                    lo = FIRST_OUT_ADDRESS[kind] if out else 0
-                    return int(rng.integers(lo, spec.num_addresses(kind)))
-
-                rows.append([int(s.op), addr(s.in1), addr(s.in2), addr(s.out, True),
-                             rng.uniform(-1, 1), rng.uniform(0, 1), rng.uniform(0, 1),
-                             rng.uniform(-1, 1)])
-            fns[fn] = rows
-        progs.append(P.from_lists(spec, **fns))
-    return P.stack(progs)
+    """n random programs of the given sizes over the spec's ops (the reference's
+    RANDOM_ALGORITHM, via the library's own generator)."""
+    config = MutationConfig(spec.setup_ops, spec.predict_ops, spec.learn_ops)
+    keys = jax.random.split(jax.random.key(seed), n)
+    return jax.jit(jax.vmap(lambda k: random_program(k, spec, config, sizes)))(keys)
 
 
 def measure(name: str, backend: str, population: int, repeats: int) -> dict:
