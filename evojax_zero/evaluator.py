@@ -143,7 +143,12 @@ class Evaluator:
         if self.config.combine == "median":
             # The reference's nth_element at n // 2: the upper median for even counts.
             return jnp.sort(per_task, axis=-1)[..., per_task.shape[-1] // 2]
-        return jnp.mean(per_task, axis=-1)
+        # Mean as a left-to-right sum then one division (the reference's order), written as
+        # elementwise adds so the result never depends on how XLA fuses or vectorises it.
+        total = per_task[..., 0]
+        for t in range(1, per_task.shape[-1]):
+            total = total + per_task[..., t]
+        return total / per_task.shape[-1]
 
     def _check(self, programs: Program, tasks: Tasks) -> None:
         if not isinstance(programs, Program):

@@ -5,10 +5,13 @@ children evaluated in one vmapped call, the ``B`` oldest members replaced. With 
 this is the reference's algorithm; a *generation* is ``P / B`` steps (``P`` evaluations),
 and the train-step budget is checked between generations, as the reference does.
 
-Without FEC a whole generation is one jitted ``lax.scan``. With FEC (``evojax_zero.fec``)
-each step is: jitted ask + pre-run trace -> host hash and LRU lookup -> jitted evaluation
+Without FEC a whole generation is one jitted ``lax.scan``. With FEC on the native backend
+it is one too: the cache is a pytree of arrays (``evojax_zero.fec_device``) threaded through
+the scan, and each step is ask -> pre-run trace -> native hash and LRU lookup -> evaluation
 of only the programs with a miss (compacted, in chunks, inside a ``fori_loop`` with a
-dynamic trip count) -> jitted tell.
+dynamic trip count) -> native fill -> tell. Elsewhere (the XLA backend) the FEC cache lives
+on the host (``evojax_zero.fec``) and each step is jitted ask + pre-run trace -> host hash
+and lookup -> jitted evaluation of the misses -> jitted tell. Both give the same results.
 
 The search state is a pytree (:class:`SearchState`) plus host counters
 (:class:`SearchCounters`) and, with FEC, the host cache; ``evojax_zero.checkpoint``
@@ -27,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from evojax_zero import algorithms
+from evojax_zero import algorithms, fec_device
 from evojax_zero.distributed import to_host
 from evojax_zero.engine import EvolutionState, RegularizedEvolution
 from evojax_zero.evaluator import EvalConfig, Evaluator
@@ -102,6 +105,34 @@ class SearchCounters:
     fec_lookups: int = 0
 
 
+class DeviceFECCache:
+    """The FEC cache of a fused search: a :class:`fec_device.FECState` plus host counters,
+    with :class:`evojax_zero.fec.FECCache`'s checkpoint interface."""
+
+    def __init__(self, cache_size: int, forget_every: int):
+        self.cache_size = cache_size
+        self.forget_every = forget_every
+        self.hits = 0
+        self.misses = 0
+        self.state = fec_device.init(cache_size)
+
+    def __len__(self) -> int:
+        return int(to_host(self.state.meta)[2])
+
+    def clear(self) -> None:
+        self.state = fec_device.init(self.cache_size)
+        self.hits = self.misses = 0
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        arrays = fec_device.to_lru_arrays(jax.tree.map(to_host, self.state))
+        arrays["stats"] = np.array([self.hits, self.misses], np.int64)
+        return arrays
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.state = fec_device.from_lru_arrays(arrays, self.cache_size)
+        self.hits, self.misses = (int(x) for x in arrays["stats"])
+
+
 class Search:
     """Regularized evolution of programs on a fixed batch of search tasks."""
 
@@ -116,12 +147,16 @@ class Search:
             f = config.fec
             if f.num_train_examples > tasks.num_train or f.num_valid_examples > tasks.num_valid:
                 raise ValueError("FEC pre-run needs num_train/valid_examples <= the task's")
-            self.cache = FECCache(f.cache_size, f.forget_every)
-        else:
-            self.cache = None
         # Jitted kernels take the tasks as an argument and are shared by every Search with
         # the same config and mesh: new experiments (new task seeds) do not recompile.
         k = _kernels(config, mesh)
+        self.fused_fec = k.fused_fec
+        if config.fec is None:
+            self.cache = None
+        elif self.fused_fec:
+            self.cache = DeviceFECCache(config.fec.cache_size, config.fec.forget_every)
+        else:
+            self.cache = FECCache(config.fec.cache_size, config.fec.forget_every)
         self.engine, self.evaluator = k.engine, k.evaluator
         self.prerun, self.chunk = k.prerun, k.chunk
         self.steps_per_generation = config.population_size // config.batch_size
@@ -133,6 +168,8 @@ class Search:
         self._tell = k.tell
         self._eval_chunks = k.eval_chunks
         self._prerun_trace_jit = k.prerun_trace
+        self._fec_eval = k.fec_eval
+        self._fec_generation = k.fec_generation
 
     # -- initial population -------------------------------------------------------------
 
@@ -192,6 +229,11 @@ class Search:
         if self.cache is None:
             self.counters.train_steps += B * T * self.train_per_task
             return self._eval_chunks(children, key, self.tasks)
+        if self.fused_fec:
+            fitness, self.cache.state, stats = self._fec_eval(children, key, self.cache.state,
+                                                              self.tasks)
+            self._count_fec(*(to_host(x)[None] for x in stats))
+            return fitness
         tr = self._prerun_trace_jit(children, self.tasks)
         return self._fec_fitness(children, key, *tr)
 
@@ -216,8 +258,18 @@ class Search:
             (source == -1).sum()) * self.train_per_task
         self.counters.fec_lookups += B * T
         self.counters.fec_hits += int((source != -1).sum())
-        combined = np.median(fit, axis=1) if self.config.combine == "median" else fit.mean(1)
-        return jnp.asarray(combined, jnp.float32)
+        return self.evaluator.combine(jnp.asarray(fit, jnp.float32))
+
+    def _count_fec(self, prerun_steps, misses, hits) -> None:
+        """Add FEC statistics (per-step arrays from the fused kernels) to the counters."""
+        misses = int(np.sum(misses, dtype=np.int64))
+        hits = int(np.sum(hits, dtype=np.int64))
+        self.counters.train_steps += (int(np.sum(prerun_steps, dtype=np.int64))
+                                      + misses * self.train_per_task)
+        self.counters.fec_lookups += misses + hits
+        self.counters.fec_hits += hits
+        self.cache.hits += hits
+        self.cache.misses += misses
 
     # -- running ------------------------------------------------------------------------
 
@@ -228,6 +280,10 @@ class Search:
             state = self._generation(state, self.tasks)
             self.counters.train_steps += (c.population_size * self.tasks.num_tasks
                                           * self.train_per_task)
+        elif self.fused_fec:
+            state, self.cache.state, stats = self._fec_generation(state, self.cache.state,
+                                                                  self.tasks)
+            self._count_fec(*(to_host(x) for x in stats))
         else:
             for _ in range(self.steps_per_generation):
                 state, children, k_eval, tr = self._ask_prerun(state, self.tasks)
@@ -272,6 +328,12 @@ class _Kernels:
         self.ask_prerun = jax.jit(self._ask_prerun_impl)
         self.eval_selected = jax.jit(self._eval_selected_impl)
         self.tell = jax.jit(self.engine.tell)
+        # FEC inside the jitted step: needs the native custom calls for the pre-run, the hash
+        # and the cache (the pre-run trace must then be the native one too).
+        self.fused_fec = (config.fec is not None and self.evaluator.backend == "native"
+                          and self.prerun.backend == "native" and fec_device.supported())
+        self.fec_eval = jax.jit(self._fec_eval_impl, donate_argnums=(2,))
+        self.fec_generation = jax.jit(self._fec_generation_impl, donate_argnums=(1,))
         self.eval_chunks = jax.jit(self._eval_chunks_impl)
         self.prerun_trace = jax.jit(self._prerun_trace)
 
@@ -318,6 +380,38 @@ class _Kernels:
         keys = jnp.broadcast_to(jax.random.key(FEC_SEED), (B,))
         tr = self.prerun.trace(children, tasks, keys)
         return tr.train_error, tr.valid_error, tr.train_steps
+
+    def _fec_eval_impl(self, children, key, fec_state, tasks):
+        """FEC fitness [B] of ``children`` with the device cache; also returns the new cache
+        and the step's (pre-run train steps, misses, hits)."""
+        f = self.config.fec
+        train_error, valid_error, prerun_steps = self._prerun_trace(children, tasks)
+        hashes = fec_device.hash_prerun(train_error, valid_error, self.config.max_abs_error,
+                                        tasks.num_train * tasks.num_epochs)
+        fec_state, source, cached = fec_device.lookup(fec_state, hashes, f.cache_size,
+                                                      f.forget_every)
+        need = (source == -1).any(axis=1)
+        order = jnp.argsort(~need, stable=True).astype(jnp.int32)  # misses first, in order
+        per_task = self._eval_selected_impl(children, order, need.sum(dtype=jnp.int32), key,
+                                            tasks)
+        fec_state = fec_device.fill(fec_state, hashes, source, per_task)
+        fitness = self.evaluator.combine(fec_device.resolve(source, cached, per_task))
+        stats = (prerun_steps.sum(), (source == -1).sum(), (source != -1).sum())
+        return fitness, fec_state, stats
+
+    def _fec_generation_impl(self, state: SearchState, fec_state, tasks):
+        def step(carry, _):
+            state, fec_state = carry
+            key, k_ask, k_eval = jax.random.split(state.key, 3)
+            children, _ = self.engine.ask(k_ask, state.evolution, self._mutate)
+            children = self._shard(children)
+            fitness, fec_state, stats = self._fec_eval_impl(children, k_eval, fec_state, tasks)
+            evo = self.engine.tell(state.evolution, children, fitness)
+            return (SearchState(evo, key), fec_state), stats
+
+        (state, fec_state), stats = jax.lax.scan(step, (state, fec_state), None,
+                                                 length=self.steps_per_generation)
+        return state, fec_state, stats
 
     def _eval_selected_impl(self, children, order, n_needed, key, tasks):
         """Per-task fitness [B, T] of the programs ``order[:n_needed]`` (others 0)."""

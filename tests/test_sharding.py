@@ -10,7 +10,8 @@ SCRIPT = r"""
 import json, sys, jax
 from evojax_zero import experiment
 cfg = experiment.preset("linear", population_size=16, batch_size=8, max_train_steps=60000,
-                        select_num_tasks=2, final_num_tasks=2, fec=False)
+                        select_num_tasks=2, final_num_tasks=2,
+                        fec=sys.argv[2] == "fec")
 res = experiment.run(cfg, seed=1, num_devices=int(sys.argv[1]), progress=False,
                      log=lambda s: None)
 print("RESULT", json.dumps({"fit": res.final_population_fitness, "best": res.best_text,
@@ -18,10 +19,10 @@ print("RESULT", json.dumps({"fit": res.final_population_fitness, "best": res.bes
 """
 
 
-def _run(n):
+def _run(n, fec):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
                OPENBLAS_NUM_THREADS="1", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(n)], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(n), fec], env=env, capture_output=True,
                          text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     import json
@@ -31,7 +32,8 @@ def _run(n):
 
 
 @pytest.mark.slow
-def test_eight_devices_match_one():
-    one, eight = _run(1), _run(8)
+@pytest.mark.parametrize("fec", ["nofec", "fec"])  # with FEC: the fused device cache
+def test_eight_devices_match_one(fec):
+    one, eight = _run(1, fec), _run(8, fec)
     assert eight["n"] == 8
     assert one["fit"] == eight["fit"] and one["best"] == eight["best"]

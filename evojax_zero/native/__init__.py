@@ -33,10 +33,14 @@ import numpy as np
 
 from evojax_zero.native import build as _build
 
-__all__ = ["available", "why_unavailable", "library_path", "evaluate", "trace", "TRACE_FIELDS"]
+__all__ = ["available", "why_unavailable", "library_path", "evaluate", "trace", "TRACE_FIELDS",
+           "fec_hash", "fec_lookup", "fec_fill"]
 
 FITNESS_TARGET = "evojax_zero_fitness"
 TRACE_TARGET = "evojax_zero_trace"
+FEC_TARGETS = {"evojax_zero_fec_hash": "EvojaxZeroFecHash",
+               "evojax_zero_fec_lookup": "EvojaxZeroFecLookup",
+               "evojax_zero_fec_fill": "EvojaxZeroFecFill"}
 TRACE_FIELDS = ("fitness", "epoch_fitness", "train_error", "train_prediction",
                 "valid_error", "valid_prediction", "stopped", "train_steps")
 
@@ -141,6 +145,9 @@ def _init() -> None:
                 FITNESS_TARGET, jax.ffi.pycapsule(lib.EvojaxZeroFitness), platform="cpu")
             jax.ffi.register_ffi_target(
                 TRACE_TARGET, jax.ffi.pycapsule(lib.EvojaxZeroTrace), platform="cpu")
+            for target, symbol in FEC_TARGETS.items():
+                jax.ffi.register_ffi_target(
+                    target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
         except Exception as e:  # noqa: BLE001
             _state["why"] = f"registering the FFI targets from {path} failed: {e}"
             return
@@ -303,3 +310,47 @@ def trace(spec, config, programs, tasks, keys) -> dict:
     if unbatched:
         result = {k: v[0] for k, v in result.items()}
     return result
+
+
+# ---------------------------------------------------------------------------------------
+# Functional equivalence checking (fec.cc); the cache state is evojax_zero.fec_device's.
+# ---------------------------------------------------------------------------------------
+
+
+def fec_hash(train_error, valid_error, max_abs_error: float, num_train_examples: int):
+    """WellMixedHash of every (program, task) pre-run as uint32 [B, T, 2] (low, high words):
+    exactly ``evojax_zero.fec.batch_hash`` with ``recorded_masks`` and task index = t."""
+    B, T = train_error.shape[:2]
+    call = jax.ffi.ffi_call("evojax_zero_fec_hash",
+                            jax.ShapeDtypeStruct((B, T, 2), jnp.uint32),
+                            vmap_method="sequential")
+    return call(train_error, valid_error, max_abs_error=np.float64(max_abs_error),
+                num_train_examples=np.int64(num_train_examples))
+
+
+def _state_shapes(state):
+    return [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in state]
+
+
+def fec_lookup(state, hashes, cache_size: int, forget_every: int):
+    """Resolve hashes [B, T, 2] in sequential order against the cache ``state`` (a tuple of
+    nodes, fitness, table, meta). Returns ``(state, source int32 [B, T], cached [B, T])`` with
+    the meaning of ``FECCache.lookup_batch``."""
+    B, T = hashes.shape[:2]
+    fdtype = state[1].dtype
+    call = jax.ffi.ffi_call(
+        "evojax_zero_fec_lookup",
+        [*_state_shapes(state), jax.ShapeDtypeStruct((B, T), jnp.int32),
+         jax.ShapeDtypeStruct((B, T), fdtype)],
+        input_output_aliases={0: 0, 1: 1, 2: 2, 3: 3}, vmap_method="sequential")
+    *new, source, cached = call(*state, hashes, cache_size=np.int64(cache_size),
+                                forget_every=np.int64(forget_every))
+    return tuple(new), source, cached
+
+
+def fec_fill(state, hashes, source, per_task):
+    """Write the evaluated per-task fitness [B, T] into the pending entries of ``state``."""
+    call = jax.ffi.ffi_call("evojax_zero_fec_fill", _state_shapes(state),
+                            input_output_aliases={0: 0, 1: 1, 2: 2, 3: 3},
+                            vmap_method="sequential")
+    return tuple(call(*state, hashes, source, per_task.astype(state[1].dtype)))

@@ -1,6 +1,7 @@
 """Compile the native CPU backend (standard library only; setup.py loads this file by path).
 
-The library is one shared object built from ``interpreter.cc`` + ``interpreter.h`` with the
+The library is one shared object built from ``interpreter.cc`` + ``interpreter.h`` (the program
+interpreter) and ``fec.cc`` (functional equivalence checking) with the
 XLA FFI headers that ship with jaxlib (``jax.ffi.include_dir()``). Its build id (a hash of the
 sources and compiler flags) and the jaxlib version are compiled in, so a stale library is never
 used by mistake.
@@ -16,8 +17,8 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ("interpreter.cc", "interpreter.h")
-MAIN_SOURCE = "interpreter.cc"
+SOURCES = ("interpreter.cc", "interpreter.h", "fec.cc")
+COMPILED_SOURCES = ("interpreter.cc", "fec.cc")
 LIB_BASENAME = "_evojax_zero_native"
 # Portable flags: no -march=native (a wheel or shared install may run on another CPU) and no
 # FMA contraction or fast-math, so results are reproducible and follow IEEE semantics.
@@ -77,7 +78,8 @@ def compile_library(output: str, include_dir: str, jaxlib_version: str,
     fd, tmp = tempfile.mkstemp(prefix=".evojax_zero_native-", suffix=".so", dir=out_dir)
     os.close(fd)
     cmd = [*compiler.split(), *CXXFLAGS, f'-DEVOJAX_ZERO_BUILD_ID="{bid}"',
-           "-isystem", include_dir, os.path.join(src_dir, MAIN_SOURCE), "-o", tmp]
+           "-isystem", include_dir, *(os.path.join(src_dir, s) for s in COMPILED_SOURCES),
+           "-o", tmp]
     if verbose:
         print("evojax_zero native:", " ".join(cmd), file=sys.stderr)
     try:
