@@ -62,6 +62,10 @@ class ArchDistribution(nnx.Module):
         sp = self.space
         valid = jnp.arange(sp.max_choices)[None, :] < jnp.asarray(sp.num_choices)[:, None]
         logp = jax.nn.log_softmax(jnp.where(valid, self.logits[...], -jnp.inf), axis=-1)
+        # zero the padded entries *before* the product: exp(-inf) * -inf is NaN, and a
+        # where() after it would still send NaN gradients to every slot with fewer
+        # choices than max_choices (even when the entropy term is weighted by 0)
+        logp = jnp.where(valid, logp, 0.0)
         return -jnp.sum(jnp.where(valid, jnp.exp(logp) * logp, 0.0))
 
     def sample(self, key: jax.Array) -> DNA:
