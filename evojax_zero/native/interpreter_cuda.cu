@@ -1,0 +1,511 @@
+// XLA FFI (custom call) entry points of the evojax_zero CUDA backend.
+//
+// The same operands, attributes and results as the CPU handlers in interpreter.cc:
+//   evojax_zero_cuda_fitness : -> epoch_score [P, T, E'] (see interpreter.h)
+//   evojax_zero_cuda_trace   : -> epoch_score [P,T,E'], train_error [P,T,n],
+//                               train_prediction [P,T,n], valid_error [P,T,Nv'],
+//                               valid_prediction [P,T,Nv'], stopped uint8 [P,T],
+//                               train_steps int32 [P,T]
+// Operands (in order): for setup, predict, learn: op int32[P,L], addr int32[P,L,3],
+// data float[P,L,4], size int32[P]; then train_x [T,N,F], train_y [T,N], valid_x [T,Nv,F],
+// valid_y [T,Nv], epoch_order int32[T,E,N], keys uint32[P,T,K]. All float operands and
+// results share one dtype (f32 or f64): that is the compute dtype.
+//
+// Execution, all on the XLA stream of the call (no host synchronisation):
+//   1. one scratch allocation from XLA's allocator holds the ziggurat tables (the host's bytes,
+//      so normals match the CPU backend's), the decoded programs [P, 3, L] and the threads'
+//      memory blocks;
+//   2. DecodeKernel: one thread per (program, function) decodes it once (as the CPU backend
+//      does per pair);
+//   3. PairKernel: one thread per (program, task) pair runs interpreter.h's RunPair, the very
+//      code of the CPU backend: its own program through a `switch` per instruction (no
+//      compute-all-ops select), its own memory block, the counter-based splitmix64 stream of
+//      the pair's key. Pairs are p-major, so a warp mostly runs one program on several tasks.
+//      The memory blocks are interleaved (element k of thread j at mem[k * n + j]) so that a
+//      warp reading one address reads adjacent words. When the blocks of P*T threads would
+//      exceed EVOJAX_ZERO_CUDA_MEMORY_BYTES (default 1 GiB) or the thread count exceeds
+//      EVOJAX_ZERO_CUDA_MAX_THREADS (default 2^18), n is capped and thread j runs pairs
+//      j, j + n, j + 2n, ... (results do not depend on n).
+//
+// Built by build_cuda.py with nvcc --fmad=false (no contraction of multiply-adds, like the
+// CPU build's -ffp-contract=off) and without fast-math, so + - * / and sqrt round exactly as
+// on the CPU; the transcendental functions are CUDA's (within 1-2 ulp; glibc's may differ in
+// the last bit).
+//
+// Host emulation: compiled with a host C++ compiler and -DEVOJAX_ZERO_CUDA_EMULATE (no nvcc),
+// this file builds a CPU library whose handlers run the same kernel bodies (DecodeThread,
+// PairThread) in a host loop over the thread indices, with the same scratch layout, strided
+// memory and thread cap. tests/test_native_cuda.py uses it to check everything but the CUDA
+// calls themselves against the CPU backend, on machines without a GPU.
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <optional>
+#include <string>
+#include <vector>
+
+#if defined(__CUDACC__)
+#include <cuda_runtime.h>
+#elif !defined(EVOJAX_ZERO_CUDA_EMULATE)
+#error "compile with nvcc, or with -DEVOJAX_ZERO_CUDA_EMULATE for the host emulation"
+#endif
+
+#include "interpreter.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace evojax_zero {
+namespace {
+
+constexpr int kBlock = 128;  // threads per block of both kernels
+// PairKernel blocks per SM the compiler must allow (caps registers at 65536 / (128 * 4) = 128
+// per thread; unconstrained, the F >= 16 kernels take 255 and only 2 blocks fit per SM).
+constexpr int kMinBlocksPerSM = 4;
+
+// ------------------------------------------------------------------------------------------
+// Thread bodies: the kernels below on the device, a host loop in the emulation.
+// ------------------------------------------------------------------------------------------
+
+// Thread i of DecodeKernel: decode function f = i % 3 of program p = i / 3 into
+// code[i * L .. i * L + L) and its length into lens[i].
+template <typename T>
+EVOJAX_ZERO_HD void DecodeThread(const Problem<T>& pb, int64_t i, int64_t L, Instr<T>* code,
+                                 int32_t* lens) {
+  const int64_t p = i / 3;
+  const FunctionArgs<T>& fa = pb.fn[i % 3];
+  const int64_t Lf = fa.max_len;
+  lens[i] = Decode<T>(pb.layout, fa.op + p * Lf, fa.addr + p * Lf * 3, fa.data + p * Lf * 4,
+                      fa.size[p], static_cast<int32_t>(Lf), code + i * L);
+}
+
+// Thread j (of n) of PairKernel: pairs j, j + n, ... (pair i = program i / T, task i % T),
+// each on this thread's memory block (mem_size elements, element k at mem[k * n + j]).
+template <int F, typename T>
+EVOJAX_ZERO_HD void PairThread(const Problem<T>& pb, int64_t j, int64_t n, const Instr<T>* code,
+                               const int32_t* lens, int64_t L, T* mem, int64_t mem_size,
+                               const ZigguratTables* zig) {
+  const int64_t total = pb.P * pb.T_;
+  const StridedMem<T> block{mem + j, n};
+  for (int64_t i = j; i < total; i += n) {
+    const int64_t p = i / pb.T_;
+    const int64_t t = i - p * pb.T_;
+    Code<T> c;
+    for (int f = 0; f < 3; ++f) {
+      c.fn[f] = code + (p * 3 + f) * L;
+      c.len[f] = lens[p * 3 + f];
+    }
+    RunPair<F, T, StridedMem<T>>(pb, p, t, c, block, mem_size, zig);
+  }
+}
+
+#if defined(__CUDACC__)
+template <typename T>
+__global__ void __launch_bounds__(kBlock)
+    DecodeKernel(const __grid_constant__ Problem<T> pb, int64_t L, Instr<T>* code,
+                 int32_t* lens) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < pb.P * 3) DecodeThread<T>(pb, i, L, code, lens);
+}
+
+template <int F, typename T>
+__global__ void __launch_bounds__(kBlock, kMinBlocksPerSM)
+    PairKernel(const __grid_constant__ Problem<T> pb, int64_t n,
+               const Instr<T>* __restrict__ code, const int32_t* __restrict__ lens, int64_t L,
+               T* __restrict__ mem, int64_t mem_size, const ZigguratTables* __restrict__ zig) {
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j < n) PairThread<F, T>(pb, j, n, code, lens, L, mem, mem_size, zig);
+}
+#endif
+
+// ------------------------------------------------------------------------------------------
+// Launch plan: scratch layout and thread count.
+// ------------------------------------------------------------------------------------------
+int64_t EnvInt(const char* name, int64_t fallback) {
+  if (const char* env = std::getenv(name)) {
+    const long long v = std::strtoll(env, nullptr, 10);
+    if (v >= 1) return v;
+  }
+  return fallback;
+}
+
+size_t AlignUp(size_t x) { return (x + 255) / 256 * 256; }
+
+struct Plan {
+  int64_t L;         // decoded-code row length: max over the three functions, >= 1
+  int64_t n;         // PairKernel threads
+  int64_t mem_size;  // elements per memory block (the CPU backend's size)
+  size_t off_code, off_lens, off_mem, bytes;
+};
+
+template <typename T> Plan MakePlan(const Problem<T>& pb) {
+  Plan plan{};
+  plan.L = 1;
+  for (int f = 0; f < 3; ++f) plan.L = math::Max<int64_t>(plan.L, pb.fn[f].max_len);
+  plan.mem_size = static_cast<int64_t>(pb.layout.total()) + 8;
+  const int64_t total = pb.P * pb.T_;
+  const int64_t max_threads = EnvInt("EVOJAX_ZERO_CUDA_MAX_THREADS", int64_t{1} << 18);
+  const int64_t budget = EnvInt("EVOJAX_ZERO_CUDA_MEMORY_BYTES", int64_t{1} << 30);
+  const int64_t per_thread = plan.mem_size * static_cast<int64_t>(sizeof(T));
+  plan.n = math::Max<int64_t>(1, math::Min(math::Min(total, max_threads), budget / per_thread));
+  plan.off_code = AlignUp(sizeof(ZigguratTables));
+  plan.off_lens = plan.off_code + AlignUp(sizeof(Instr<T>) * pb.P * 3 * plan.L);
+  plan.off_mem = plan.off_lens + AlignUp(sizeof(int32_t) * pb.P * 3);
+  plan.bytes = plan.off_mem + AlignUp(sizeof(T) * plan.mem_size * plan.n);
+  return plan;
+}
+
+#if defined(__CUDACC__)
+struct Device {
+  cudaStream_t stream;
+  ffi::ScratchAllocator* scratch;
+};
+
+ffi::Error CudaError(const char* what, cudaError_t e) {
+  return ffi::Error::Internal(std::string("evojax_zero cuda: ") + what + ": " +
+                              cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+}
+
+unsigned int Blocks(int64_t threads) {
+  return static_cast<unsigned int>((threads + kBlock - 1) / kBlock);
+}
+
+template <int F, typename T> ffi::Error Launch(const Problem<T>& pb, const Device& dev) {
+  const int64_t total = pb.P * pb.T_;
+  if (total <= 0) return ffi::Error::Success();
+  const Plan plan = MakePlan(pb);
+  if ((pb.P * 3 + kBlock - 1) / kBlock > 0x7FFFFFFF ||
+      (plan.n + kBlock - 1) / kBlock > 0x7FFFFFFF) {
+    return ffi::Error::InvalidArgument("evojax_zero cuda: too many programs for one launch");
+  }
+  std::optional<void*> scratch = dev.scratch->Allocate(plan.bytes, 256);
+  if (!scratch.has_value()) {
+    return ffi::Error(ffi::ErrorCode::kResourceExhausted,
+                      "evojax_zero cuda: could not allocate " + std::to_string(plan.bytes) +
+                          " bytes of scratch (lower EVOJAX_ZERO_CUDA_MEMORY_BYTES or "
+                          "EVOJAX_ZERO_CUDA_MAX_THREADS, or evaluate fewer programs per call)");
+  }
+  char* base = static_cast<char*>(*scratch);
+  auto* zig = reinterpret_cast<ZigguratTables*>(base);
+  auto* code = reinterpret_cast<Instr<T>*>(base + plan.off_code);
+  auto* lens = reinterpret_cast<int32_t*>(base + plan.off_lens);
+  auto* mem = reinterpret_cast<T*>(base + plan.off_mem);
+  cudaError_t e = cudaMemcpyAsync(zig, &Ziggurat(), sizeof(ZigguratTables),
+                                  cudaMemcpyHostToDevice, dev.stream);
+  if (e != cudaSuccess) return CudaError("copying the ziggurat tables", e);
+  DecodeKernel<T><<<Blocks(pb.P * 3), kBlock, 0, dev.stream>>>(pb, plan.L, code, lens);
+  e = cudaGetLastError();
+  if (e != cudaSuccess) return CudaError("launching DecodeKernel", e);
+  PairKernel<F, T><<<Blocks(plan.n), kBlock, 0, dev.stream>>>(pb, plan.n, code, lens, plan.L,
+                                                              mem, plan.mem_size, zig);
+  e = cudaGetLastError();
+  if (e != cudaSuccess) return CudaError("launching PairKernel", e);
+  return ffi::Error::Success();
+}
+#else   // EVOJAX_ZERO_CUDA_EMULATE: the same plan and thread bodies, run on the host.
+struct Device {};
+
+template <int F, typename T> ffi::Error Launch(const Problem<T>& pb, const Device&) {
+  const int64_t total = pb.P * pb.T_;
+  if (total <= 0) return ffi::Error::Success();
+  const Plan plan = MakePlan(pb);
+  std::vector<unsigned char> buffer(plan.bytes + 256);
+  char* base = reinterpret_cast<char*>(
+      (reinterpret_cast<uintptr_t>(buffer.data()) + 255) / 256 * 256);
+  auto* zig = reinterpret_cast<ZigguratTables*>(base);
+  auto* code = reinterpret_cast<Instr<T>*>(base + plan.off_code);
+  auto* lens = reinterpret_cast<int32_t*>(base + plan.off_lens);
+  auto* mem = reinterpret_cast<T*>(base + plan.off_mem);
+  std::memcpy(static_cast<void*>(zig), &Ziggurat(), sizeof(ZigguratTables));
+  for (int64_t i = 0; i < pb.P * 3; ++i) DecodeThread<T>(pb, i, plan.L, code, lens);
+  for (int64_t j = 0; j < plan.n; ++j)
+    PairThread<F, T>(pb, j, plan.n, code, lens, plan.L, mem, plan.mem_size, zig);
+  return ffi::Error::Success();
+}
+#endif
+
+template <typename T> ffi::Error LaunchDispatch(const Problem<T>& pb, const Device& dev) {
+  switch (pb.layout.F) {
+    case 2: return Launch<2, T>(pb, dev);
+    case 4: return Launch<4, T>(pb, dev);
+    case 8: return Launch<8, T>(pb, dev);
+    case 16: return Launch<16, T>(pb, dev);
+    case 32: return Launch<32, T>(pb, dev);
+    default: return ffi::Error::InvalidArgument("feature size must be one of 2, 4, 8, 16, 32");
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Operand checks: as interpreter.cc's (only shapes and dtypes are read on the host; the
+// buffers are device memory).
+// ------------------------------------------------------------------------------------------
+std::string Shape(const ffi::AnyBuffer& b) {
+  std::string s = "[";
+  auto d = b.dimensions();
+  for (size_t i = 0; i < d.size(); ++i) s += (i ? "," : "") + std::to_string(d[i]);
+  return s + "]";
+}
+
+ffi::Error Check(const char* name, const ffi::AnyBuffer& b, ffi::DataType dtype,
+                 std::initializer_list<int64_t> expected) {
+  if (b.element_type() != dtype) {
+    return ffi::Error::InvalidArgument(std::string("evojax_zero cuda: ") + name +
+                                       " has the wrong dtype");
+  }
+  auto d = b.dimensions();
+  bool ok = d.size() == expected.size();
+  size_t i = 0;
+  for (int64_t e : expected) {
+    if (!ok) break;
+    if (e >= 0 && d[i] != e) ok = false;
+    ++i;
+  }
+  if (!ok) {
+    return ffi::Error::InvalidArgument(std::string("evojax_zero cuda: ") + name +
+                                       " has unexpected shape " + Shape(b));
+  }
+  return ffi::Error::Success();
+}
+
+#define EVOJAX_CHECK(expr)          \
+  do {                              \
+    ffi::Error _e = (expr);         \
+    if (_e.failure()) return _e;    \
+  } while (0)
+
+template <typename T>
+ffi::Error Run(const Device& dev, ffi::DataType dt, const ffi::AnyBuffer* prog,
+               const ffi::AnyBuffer& train_x, const ffi::AnyBuffer& train_y,
+               const ffi::AnyBuffer& valid_x, const ffi::AnyBuffer& valid_y,
+               const ffi::AnyBuffer& epoch_order, const ffi::AnyBuffer& keys, int64_t S,
+               int64_t V, int64_t M, int64_t num_train, int64_t num_valid, double max_abs_error,
+               int64_t accuracy, ffi::Result<ffi::AnyBuffer>* outs, int num_outs) {
+  auto tx = train_x.dimensions();
+  if (tx.size() != 3) return ffi::Error::InvalidArgument("train_x must be [T, N, F]");
+  const int64_t T_ = tx[0], N = tx[1], F = tx[2];
+  const int64_t P = prog[3].dimensions().size() == 1 ? prog[3].dimensions()[0] : -1;
+  if (P < 0) return ffi::Error::InvalidArgument("setup size must be [P]");
+  EVOJAX_CHECK(Check("train_y", train_y, dt, {T_, N}));
+  auto vx = valid_x.dimensions();
+  if (vx.size() != 3) return ffi::Error::InvalidArgument("valid_x must be [T, Nv, F]");
+  const int64_t Nv = vx[1];
+  EVOJAX_CHECK(Check("valid_x", valid_x, dt, {T_, Nv, F}));
+  EVOJAX_CHECK(Check("valid_y", valid_y, dt, {T_, Nv}));
+  auto eo = epoch_order.dimensions();
+  if (eo.size() != 3) return ffi::Error::InvalidArgument("epoch_order must be [T, E, N]");
+  const int64_t E = eo[1];
+  EVOJAX_CHECK(Check("epoch_order", epoch_order, ffi::DataType::S32, {T_, E, N}));
+  auto kd = keys.dimensions();
+  if (kd.size() != 3) return ffi::Error::InvalidArgument("keys must be [P, T, K]");
+  EVOJAX_CHECK(Check("keys", keys, ffi::DataType::U32, {P, T_, -1}));
+  if (S < 2 || V < 1 || M < 1) return ffi::Error::InvalidArgument("need S >= 2, V >= 1, M >= 1");
+  if (num_train < 0 || num_train > N * E || num_valid < 0 || num_valid > Nv) {
+    return ffi::Error::InvalidArgument("num_train / num_valid out of range");
+  }
+
+  Problem<T> pb{};
+  pb.layout = Layout{static_cast<int32_t>(S), static_cast<int32_t>(V), static_cast<int32_t>(M),
+                     static_cast<int32_t>(F)};
+  pb.P = P;
+  pb.T_ = T_;
+  pb.N = N;
+  pb.Nv = Nv;
+  pb.E = E;
+  pb.num_train = num_train;
+  pb.num_valid = num_valid;
+  pb.max_abs_error = max_abs_error;
+  pb.accuracy = accuracy != 0;
+  static const char* kNames[3] = {"setup", "predict", "learn"};
+  for (int f = 0; f < 3; ++f) {
+    const ffi::AnyBuffer& op = prog[4 * f + 0];
+    auto od = op.dimensions();
+    if (od.size() != 2 || od[0] != P) {
+      return ffi::Error::InvalidArgument(std::string(kNames[f]) + " op must be [P, L]");
+    }
+    const int64_t L = od[1];
+    EVOJAX_CHECK(Check(kNames[f], op, ffi::DataType::S32, {P, L}));
+    EVOJAX_CHECK(Check(kNames[f], prog[4 * f + 1], ffi::DataType::S32, {P, L, 3}));
+    EVOJAX_CHECK(Check(kNames[f], prog[4 * f + 2], dt, {P, L, 4}));
+    EVOJAX_CHECK(Check(kNames[f], prog[4 * f + 3], ffi::DataType::S32, {P}));
+    pb.fn[f] = FunctionArgs<T>{static_cast<const int32_t*>(op.untyped_data()),
+                               static_cast<const int32_t*>(prog[4 * f + 1].untyped_data()),
+                               static_cast<const T*>(prog[4 * f + 2].untyped_data()),
+                               static_cast<const int32_t*>(prog[4 * f + 3].untyped_data()), L};
+  }
+  pb.train_x = static_cast<const T*>(train_x.untyped_data());
+  pb.train_y = static_cast<const T*>(train_y.untyped_data());
+  pb.valid_x = static_cast<const T*>(valid_x.untyped_data());
+  pb.valid_y = static_cast<const T*>(valid_y.untyped_data());
+  pb.epoch_order = static_cast<const int32_t*>(epoch_order.untyped_data());
+  pb.keys = static_cast<const uint32_t*>(keys.untyped_data());
+  pb.key_words = kd[2];
+
+  const int64_t n_first = N < num_train ? N : num_train;
+  const int64_t epochs_run = N > 0 ? (num_train + N - 1) / N : 0;
+  auto out = [&](int i) { return (*outs[i]).untyped_data(); };
+  EVOJAX_CHECK(Check("epoch_score", *outs[0], dt, {P, T_, epochs_run}));
+  pb.epoch_score = static_cast<T*>(out(0));
+  if (num_outs == 7) {
+    EVOJAX_CHECK(Check("train_error", *outs[1], dt, {P, T_, n_first}));
+    EVOJAX_CHECK(Check("train_prediction", *outs[2], dt, {P, T_, n_first}));
+    EVOJAX_CHECK(Check("valid_error", *outs[3], dt, {P, T_, num_valid}));
+    EVOJAX_CHECK(Check("valid_prediction", *outs[4], dt, {P, T_, num_valid}));
+    EVOJAX_CHECK(Check("stopped", *outs[5], ffi::DataType::U8, {P, T_}));
+    EVOJAX_CHECK(Check("train_steps", *outs[6], ffi::DataType::S32, {P, T_}));
+    pb.train_error = static_cast<T*>(out(1));
+    pb.train_prediction = static_cast<T*>(out(2));
+    pb.valid_error = static_cast<T*>(out(3));
+    pb.valid_prediction = static_cast<T*>(out(4));
+    pb.stopped = static_cast<uint8_t*>(out(5));
+    pb.train_steps = static_cast<int32_t*>(out(6));
+  }
+  pb.num_threads = 1;  // unused here (the CPU backend's worker count)
+  return LaunchDispatch<T>(pb, dev);
+}
+
+ffi::Error Dispatch(const Device& dev, const ffi::AnyBuffer* prog, const ffi::AnyBuffer& train_x,
+                    const ffi::AnyBuffer& train_y, const ffi::AnyBuffer& valid_x,
+                    const ffi::AnyBuffer& valid_y, const ffi::AnyBuffer& epoch_order,
+                    const ffi::AnyBuffer& keys, int64_t S, int64_t V, int64_t M,
+                    int64_t num_train, int64_t num_valid, double max_abs_error,
+                    int64_t accuracy, ffi::Result<ffi::AnyBuffer>* outs, int num_outs) {
+  const ffi::DataType dt = train_x.element_type();
+  try {
+    if (dt == ffi::DataType::F64) {
+      return Run<double>(dev, dt, prog, train_x, train_y, valid_x, valid_y, epoch_order, keys,
+                         S, V, M, num_train, num_valid, max_abs_error, accuracy, outs,
+                         num_outs);
+    }
+    if (dt == ffi::DataType::F32) {
+      return Run<float>(dev, dt, prog, train_x, train_y, valid_x, valid_y, epoch_order, keys,
+                        S, V, M, num_train, num_valid, max_abs_error, accuracy, outs,
+                        num_outs);
+    }
+  } catch (const std::exception& e) {
+    return ffi::Error::Internal(std::string("evojax_zero cuda: ") + e.what());
+  }
+  return ffi::Error::InvalidArgument("evojax_zero cuda: float operands must be f32 or f64");
+}
+
+// The device context the handlers receive: the XLA stream and scratch allocator on CUDA,
+// nothing in the emulation.
+#if defined(__CUDACC__)
+#define EVOJAX_DEVICE_PARAMS cudaStream_t stream, ffi::ScratchAllocator scratch,
+#define EVOJAX_DEVICE_MAKE const Device dev{stream, &scratch};
+#define EVOJAX_BIND_DEVICE \
+  .Ctx<ffi::PlatformStream<cudaStream_t>>().Ctx<ffi::ScratchAllocator>()
+#else
+#define EVOJAX_DEVICE_PARAMS
+#define EVOJAX_DEVICE_MAKE const Device dev{};
+#define EVOJAX_BIND_DEVICE
+#endif
+
+ffi::Error FitnessImpl(EVOJAX_DEVICE_PARAMS ffi::AnyBuffer s_op, ffi::AnyBuffer s_addr,
+                       ffi::AnyBuffer s_data, ffi::AnyBuffer s_size, ffi::AnyBuffer p_op,
+                       ffi::AnyBuffer p_addr, ffi::AnyBuffer p_data, ffi::AnyBuffer p_size,
+                       ffi::AnyBuffer l_op, ffi::AnyBuffer l_addr, ffi::AnyBuffer l_data,
+                       ffi::AnyBuffer l_size, ffi::AnyBuffer train_x, ffi::AnyBuffer train_y,
+                       ffi::AnyBuffer valid_x, ffi::AnyBuffer valid_y,
+                       ffi::AnyBuffer epoch_order, ffi::AnyBuffer keys, int64_t S, int64_t V,
+                       int64_t M, int64_t num_train, int64_t num_valid, double max_abs_error,
+                       int64_t accuracy, ffi::Result<ffi::AnyBuffer> epoch_score) {
+  EVOJAX_DEVICE_MAKE
+  const ffi::AnyBuffer prog[12] = {s_op, s_addr, s_data, s_size, p_op, p_addr,
+                                   p_data, p_size, l_op, l_addr, l_data, l_size};
+  return Dispatch(dev, prog, train_x, train_y, valid_x, valid_y, epoch_order, keys, S, V, M,
+                  num_train, num_valid, max_abs_error, accuracy, &epoch_score, 1);
+}
+
+ffi::Error TraceImpl(EVOJAX_DEVICE_PARAMS ffi::AnyBuffer s_op, ffi::AnyBuffer s_addr,
+                     ffi::AnyBuffer s_data, ffi::AnyBuffer s_size, ffi::AnyBuffer p_op,
+                     ffi::AnyBuffer p_addr, ffi::AnyBuffer p_data, ffi::AnyBuffer p_size,
+                     ffi::AnyBuffer l_op, ffi::AnyBuffer l_addr, ffi::AnyBuffer l_data,
+                     ffi::AnyBuffer l_size, ffi::AnyBuffer train_x, ffi::AnyBuffer train_y,
+                     ffi::AnyBuffer valid_x, ffi::AnyBuffer valid_y, ffi::AnyBuffer epoch_order,
+                     ffi::AnyBuffer keys, int64_t S, int64_t V, int64_t M, int64_t num_train,
+                     int64_t num_valid, double max_abs_error, int64_t accuracy,
+                     ffi::Result<ffi::AnyBuffer> epoch_score,
+                     ffi::Result<ffi::AnyBuffer> train_error,
+                     ffi::Result<ffi::AnyBuffer> train_prediction,
+                     ffi::Result<ffi::AnyBuffer> valid_error,
+                     ffi::Result<ffi::AnyBuffer> valid_prediction,
+                     ffi::Result<ffi::AnyBuffer> stopped,
+                     ffi::Result<ffi::AnyBuffer> train_steps) {
+  EVOJAX_DEVICE_MAKE
+  const ffi::AnyBuffer prog[12] = {s_op, s_addr, s_data, s_size, p_op, p_addr,
+                                   p_data, p_size, l_op, l_addr, l_data, l_size};
+  ffi::Result<ffi::AnyBuffer> outs[7] = {epoch_score, train_error, train_prediction,
+                                         valid_error, valid_prediction, stopped, train_steps};
+  return Dispatch(dev, prog, train_x, train_y, valid_x, valid_y, epoch_order, keys, S, V, M,
+                  num_train, num_valid, max_abs_error, accuracy, outs, 7);
+}
+
+#define EVOJAX_BIND_ARGS                                                                \
+  ffi::Ffi::Bind() EVOJAX_BIND_DEVICE                                                   \
+      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
+      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
+      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
+      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
+      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
+      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
+      .Attr<int64_t>("num_scalars").Attr<int64_t>("num_vectors")                        \
+      .Attr<int64_t>("num_matrices").Attr<int64_t>("num_train")                         \
+      .Attr<int64_t>("num_valid").Attr<double>("max_abs_error")                         \
+      .Attr<int64_t>("accuracy")
+
+}  // namespace
+}  // namespace evojax_zero
+
+#define EVOJAX_EXPORT extern "C" __attribute__((visibility("default")))
+
+EVOJAX_EXPORT XLA_FFI_Error* EvojaxZeroCudaFitness(XLA_FFI_CallFrame* call_frame);
+EVOJAX_EXPORT XLA_FFI_Error* EvojaxZeroCudaTrace(XLA_FFI_CallFrame* call_frame);
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EvojaxZeroCudaFitness, evojax_zero::FitnessImpl,
+                              EVOJAX_BIND_ARGS.Ret<ffi::AnyBuffer>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EvojaxZeroCudaTrace, evojax_zero::TraceImpl,
+                              EVOJAX_BIND_ARGS.Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>());
+
+#ifndef EVOJAX_ZERO_BUILD_ID
+#define EVOJAX_ZERO_BUILD_ID "unknown"
+#endif
+
+// Build stamp (hash of the sources, flags and nvcc version, and the jaxlib version whose FFI
+// headers were used), checked by the Python loader to reject stale libraries.
+EVOJAX_EXPORT const char* evojax_zero_cuda_build_id() { return EVOJAX_ZERO_BUILD_ID; }
+
+// Empty when this process can run the kernels: the CUDA runtime finds a device and the
+// library holds code for it (SASS for its architecture, or PTX the driver can compile).
+// Otherwise a description of what is missing (no driver, driver too old for this build's
+// runtime, no kernel image for the GPU).
+EVOJAX_EXPORT const char* evojax_zero_cuda_probe() {
+#if defined(__CUDACC__)
+  static std::string message;
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    message = std::string("cudaGetDeviceCount: ") + cudaGetErrorName(e) + " (" +
+              cudaGetErrorString(e) + ")";
+    return message.c_str();
+  }
+  if (count < 1) return "no CUDA device";
+  cudaFuncAttributes attr;
+  e = cudaFuncGetAttributes(&attr, evojax_zero::PairKernel<4, float>);
+  if (e != cudaSuccess) {
+    message = std::string("no usable kernel for this GPU: ") + cudaGetErrorName(e) + " (" +
+              cudaGetErrorString(e) + ")";
+    return message.c_str();
+  }
+  return "";
+#else
+  return "";
+#endif
+}
