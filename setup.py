@@ -65,5 +65,5 @@ setup(
         "evojax_zero/native/fec.cc"])],
     cmdclass={"build_ext": BuildExt},
     # The C++ sources ship with the package so the library can be compiled at first use.
-    package_data={"evojax_zero.native": ["*.cc", "*.h"]},
+    package_data={"evojax_zero.native": ["*.cc", "*.h", "*.cu"]},
 )

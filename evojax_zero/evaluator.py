@@ -28,7 +28,7 @@ from evojax_zero.program import Program, ProgramSpec
 from evojax_zero.tasks import ACCURACY, RMS_ERROR, Tasks
 
 COMBINE_MODES = ("mean", "median")
-BACKENDS = ("auto", "xla", "native")
+BACKENDS = ("auto", "xla", "native", "cuda")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +104,14 @@ class Evaluator:
     def _resolve_backend(backend: str) -> str:
         if backend == "xla":
             return "xla"
+        if backend == "cuda":
+            # The CUDA kernel is opt-in: "auto" does not pick it until it has been validated
+            # on GPU hardware (docs/evaluator.md).
+            from evojax_zero.native import cuda
+
+            if not cuda.available():
+                raise ValueError(f"backend='cuda' is unavailable: {cuda.why_unavailable()}")
+            return "cuda"
         try:
             from evojax_zero import native
         except ImportError:
@@ -181,8 +189,11 @@ class Evaluator:
         return key
 
     def _evaluate(self, programs: Program, tasks: Tasks, keys: jax.Array, record: bool) -> Trace:
-        if self.backend == "native":
-            from evojax_zero import native
+        if self.backend in ("native", "cuda"):
+            if self.backend == "native":
+                from evojax_zero import native
+            else:
+                from evojax_zero.native import cuda as native
 
             if record:
                 return Trace(**native.trace(self.spec, self.config, programs, tasks, keys))
