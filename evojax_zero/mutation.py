@@ -9,6 +9,9 @@ child is an unmodified clone.
 Everything works on ONE program with static shapes (``vmap`` it for a batch): insert and
 remove shift rows inside the fixed-length arrays and keep NO_OP padding; random choices
 are made with ``jnp.where`` / ``lax.switch``. Every result passes ``program.validate``.
+The random numbers are those of plain ``jax.random`` calls on a fixed tree of keys, but
+all of a child's draws are declared first and evaluated level by level
+(``evojax_zero.keytree``): bit-identical, and several times cheaper on CPU.
 
 Random instructions (``Instruction(op, rand_gen)`` in the reference): op uniform from the
 function's allowed list; inputs uniform in [0,S)/[0,V)/[0,M), outputs in [1,S)/[1,V)/[0,M);
@@ -28,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from evojax_zero import keytree as kt
 from evojax_zero.ops import FIRST_OUT_ADDRESS, NUM_OPS, OP_SPECS, Kind, Op, as_op
 from evojax_zero.program import FUNCTION_NAMES, Function, Program, ProgramSpec
 
@@ -181,6 +185,20 @@ _IS_GAUSSIAN[Op.SCALAR_GAUSSIAN_SET:NUM_OPS] = True
 assert _IS_UNIFORM.sum() == 3 and _IS_GAUSSIAN.sum() == 3
 
 
+def _f32(x):
+    """Round to float32 (the reference stores float_data as float)."""
+    return x.astype(jnp.float32)
+
+
+# ---------------------------------------------------------------------------------------
+# Random instructions (Instruction(op, rand_gen) and RandomizeData)
+# ---------------------------------------------------------------------------------------
+#
+# Each random piece comes in two halves: ``_x_draws(node)`` declares its draws on a
+# ``keytree`` node (the splits spell out which key each number comes from: changing them
+# changes every saved experiment's children), ``_x(d, ...)`` computes from the drawn bits.
+
+
 def _address_tables(spec: ProgramSpec):
     """(in_hi[kind], out_lo[kind], out_hi[kind]) with kind NONE mapping to {0}."""
     n = [1, spec.num_scalars, spec.num_vectors, spec.num_matrices]
@@ -188,39 +206,29 @@ def _address_tables(spec: ProgramSpec):
     return (jnp.asarray(n, jnp.int32), jnp.asarray(out_lo, jnp.int32), jnp.asarray(n, jnp.int32))
 
 
-def _f32(x):
-    """Round to float32 (the reference stores float_data as float)."""
-    return x.astype(jnp.float32)
+def _instruction_draws(node: kt.KeyNode):
+    k1, k2, k3, kd = node.split(4)
+    ka, k0, k1d, _ = kd.split(4)
+    f32, i32 = jnp.float32, jnp.int32
+    return {"in1": kt.randint_draw(k1, i32), "in2": kt.randint_draw(k2, i32),
+            "out": kt.randint_draw(k3, i32), "act": kt.float_draw(ka, f32),
+            "u01": kt.float_draw(k0, f32, (3,)), "um11": kt.float_draw(k1d, f32, (3,))}
 
 
-def _open_uniform(key, lo, hi):
-    """U(lo, hi), both ends open (absl IntervalOpen)."""
-    return jax.random.uniform(key, (), jnp.float32, jnp.nextafter(jnp.float32(lo), jnp.float32(hi)),
-                              hi)
-
-
-def _addr(key, lo, hi):
-    return jax.random.randint(key, (), lo, hi, jnp.int32)
-
-
-def random_instruction(key, op, spec: ProgramSpec, dtype):
-    """A fresh random instruction with the given op: (addr int32[3], data[4])."""
+def _instruction(d, op, spec: ProgramSpec, dtype):
+    """Addresses uniform in their ranges; data as RandomizeData."""
     in_hi, out_lo, out_hi = _address_tables(spec)
-    k1, k2, k3, kd = jax.random.split(key, 4)
     addr = jnp.stack([
-        _addr(k1, 0, in_hi[jnp.asarray(_IN1)[op]]),
-        _addr(k2, 0, in_hi[jnp.asarray(_IN2)[op]]),
-        _addr(k3, out_lo[jnp.asarray(_OUT)[op]], out_hi[jnp.asarray(_OUT)[op]]),
+        kt.randint(d["in1"], 0, in_hi[jnp.asarray(_IN1)[op]], jnp.int32),
+        kt.randint(d["in2"], 0, in_hi[jnp.asarray(_IN2)[op]], jnp.int32),
+        kt.randint(d["out"], out_lo[jnp.asarray(_OUT)[op]], out_hi[jnp.asarray(_OUT)[op]],
+                   jnp.int32),
     ])
-    return addr, _random_data(kd, op, dtype)
-
-
-def _random_data(key, op, dtype):
-    ka, k0, k1, k2 = jax.random.split(key, 4)
-    act = _open_uniform(ka, -1.0, 1.0)
-    u01 = jax.random.uniform(k0, (3,), jnp.float32, 0.0, 1.0)
-    um11 = jax.random.uniform(k1, (3,), jnp.float32, -1.0, 1.0)
-    del k2
+    # activation U(-1, 1) open at both ends (absl IntervalOpen)
+    act = kt.uniform(d["act"], jnp.nextafter(jnp.float32(-1.0), jnp.float32(1.0)), 1.0,
+                     jnp.float32)
+    u01 = kt.uniform(d["u01"], 0.0, 1.0, jnp.float32)
+    um11 = kt.uniform(d["um11"], -1.0, 1.0, jnp.float32)
     is_unif = jnp.asarray(_IS_UNIFORM)[op]
     is_gauss = jnp.asarray(_IS_GAUSSIAN)[op]
     f0 = jnp.where((op == _VC) | (op == _MC), u01[0], jnp.where(is_unif | is_gauss, um11[0], 0.0))
@@ -228,27 +236,34 @@ def _random_data(key, op, dtype):
         (op == _MC) | is_gauss, u01[1], jnp.where(is_unif, um11[1], 0.0)))
     f2 = jnp.where(op == _MC, um11[2], 0.0)
     a = jnp.where(op == _SC, act, 0.0)
-    return jnp.stack([a.astype(dtype), _f32(f0).astype(dtype), _f32(f1).astype(dtype),
+    data = jnp.stack([a.astype(dtype), _f32(f0).astype(dtype), _f32(f1).astype(dtype),
                       _f32(f2).astype(dtype)])
+    return addr, data
+
+
+def random_instruction(key, op, spec: ProgramSpec, dtype):
+    """A fresh random instruction with the given op: (addr int32[3], data[4])."""
+    tree = kt.KeyTree(key)
+    return _instruction(tree.run(_instruction_draws(tree.root)), op, spec, dtype)
 
 
 def _op_table(ops) -> jax.Array:
     return jnp.asarray([int(o) for o in ops] or [0], jnp.int32)
 
 
-def _random_op(key, ops, num_ops=None):
-    """Uniform op from ``ops`` (a tuple, or a padded int32 table with ``num_ops`` valid
-    entries, possibly traced)."""
+def _row_draws(node: kt.KeyNode):
+    ko, ki = node.split(2)
+    return {"op": kt.randint_draw(ko), "instr": _instruction_draws(ki)}
+
+
+def _row(d, ops, spec, dtype, num_ops=None):
+    """A random instruction with op uniform from ``ops`` (a tuple, or a padded int32 table
+    with ``num_ops`` valid entries, possibly traced)."""
     if num_ops is None:
         num_ops = len(ops)
         ops = _op_table(ops)
-    return ops[jax.random.randint(key, (), 0, num_ops)]
-
-
-def _random_row(key, ops, spec, dtype, num_ops=None):
-    ko, ki = jax.random.split(key)
-    op = _random_op(ko, ops, num_ops)
-    addr, data = random_instruction(ki, op, spec, dtype)
+    op = ops[kt.randint(d["op"], 0, num_ops)]
+    addr, data = _instruction(d["instr"], op, spec, dtype)
     return op, addr, data
 
 
@@ -257,48 +272,33 @@ def _random_row(key, ops, spec, dtype, num_ops=None):
 # ---------------------------------------------------------------------------------------
 
 
-def _log_scale_or_flip(key, x):
+def _log_scale_or_flip_draws(node: kt.KeyNode, dtype):
+    kf, kg = node.split(2)
+    return {"flip": kt.float_draw(kf), "normal": kt.float_draw(kg, dtype)}
+
+
+def _log_scale_or_flip(d, x):
     """W.p. 0.1 flip the sign, else multiply by exp(N(0, 1))."""
-    kf, kg = jax.random.split(key)
-    flip = jax.random.uniform(kf, ()) < 0.1
-    return jnp.where(flip, -x, x * jnp.exp(jax.random.normal(kg, (), x.dtype)))
+    flip = kt.uniform(d["flip"]) < 0.1
+    return jnp.where(flip, -x, x * jnp.exp(kt.normal(d["normal"], x.dtype)))
 
 
-def _log_scale(key, x):
-    return x * jnp.exp(jax.random.normal(key, (), x.dtype))
+def _alter_data_draws(node: kt.KeyNode, dtype):
+    kc, k1, k2 = node.split(3)
+    return {"c": kt.randint_draw(kc), "new_index": kt.float_draw(k1, jnp.float32),
+            "act": _log_scale_or_flip_draws(k1, dtype),
+            "lsf": _log_scale_or_flip_draws(k2.split_vec(3), jnp.float32),
+            "ls1": kt.float_draw(k2, jnp.float32)}
 
 
-def alter_param(key, op, addr, data, spec: ProgramSpec):
-    """The reference's ``Instruction::AlterParam`` on one instruction."""
-    in_hi, out_lo, out_hi = _address_tables(spec)
-    kc, ka, kb, kd = jax.random.split(key, 4)
-    cat = jnp.asarray(_CATEGORY)[op]
-    new_in1 = _addr(ka, 0, in_hi[jnp.asarray(_IN1)[op]])
-    new_in2 = _addr(ka, 0, in_hi[jnp.asarray(_IN2)[op]])
-    new_out = _addr(kb, out_lo[jnp.asarray(_OUT)[op]], out_hi[jnp.asarray(_OUT)[op]])
-    c2 = jax.random.randint(kc, (), 0, 2)
-    c3 = jax.random.randint(kc, (), 0, 3)
-    # 1-input: Choice2 {in1, out}; 2-input: Choice3 {in1, in2, out}; data: Choice2 {out, data}
-    set_in1 = ((cat == 1) & (c2 == 0)) | ((cat == 2) & (c3 == 0))
-    set_in2 = (cat == 2) & (c3 == 1)
-    set_out = ((cat == 1) & (c2 == 1)) | ((cat == 2) & (c3 == 2)) | ((cat == 3) & (c2 == 0))
-    alter_data = (cat == 3) & (c2 == 1)
-    addr = jnp.stack([jnp.where(set_in1, new_in1, addr[0]), jnp.where(set_in2, new_in2, addr[1]),
-                      jnp.where(set_out, new_out, addr[2])])
-    data = jnp.where(alter_data, _alter_data(kd, op, data), data)
-    return addr, data
-
-
-def _alter_data(key, op, data):
-    """The reference's ``Instruction::AlterData`` (only called for data ops)."""
-    kc, k1, k2 = jax.random.split(key, 3)
-    c2 = jax.random.randint(kc, (), 0, 2)
-    c3 = jax.random.randint(kc, (), 0, 3)
+def _alter_data_from(d, op, data):
+    c2 = kt.randint(d["c"], 0, 2)
+    c3 = kt.randint(d["c"], 0, 3)
     f = _f32(data[1:])  # float data are float32 values
-    new_index = jax.random.uniform(k1, (), jnp.float32, 0.0, 1.0)
-    act = jnp.where(op == _SC, _log_scale_or_flip(k1, data[0]), data[0])
-    lsf = jax.vmap(_log_scale_or_flip)(jax.random.split(k2, 3), f)
-    ls1 = _log_scale(k2, f[1])
+    new_index = kt.uniform(d["new_index"], 0.0, 1.0, jnp.float32)
+    act = jnp.where(op == _SC, _log_scale_or_flip(d["act"], data[0]), data[0])
+    lsf = jax.vmap(_log_scale_or_flip)(d["lsf"], f)
+    ls1 = f[1] * jnp.exp(kt.normal(d["ls1"], jnp.float32))  # log-scale only
     is_unif = jnp.asarray(_IS_UNIFORM)[op]
     is_gauss = jnp.asarray(_IS_GAUSSIAN)[op]
     # VECTOR_CONST: Choice2 {f0 = U[0,1), f1 log-scale-or-flip}
@@ -316,24 +316,75 @@ def _alter_data(key, op, data):
     return jnp.concatenate([act[None].astype(data.dtype), new_f])
 
 
+def _alter_data(key, op, data):
+    """The reference's ``Instruction::AlterData`` (only called for data ops)."""
+    tree = kt.KeyTree(key)
+    return _alter_data_from(tree.run(_alter_data_draws(tree.root, data.dtype)), op, data)
+
+
+def _alter_param_draws(node: kt.KeyNode, dtype):
+    kc, ka, kb, kd = node.split(4)
+    return {"c": kt.randint_draw(kc), "a": kt.randint_draw(ka, jnp.int32),
+            "b": kt.randint_draw(kb, jnp.int32), "data": _alter_data_draws(kd, dtype)}
+
+
+def _alter_param(d, op, addr, data, spec: ProgramSpec):
+    in_hi, out_lo, out_hi = _address_tables(spec)
+    cat = jnp.asarray(_CATEGORY)[op]
+    new_in1 = kt.randint(d["a"], 0, in_hi[jnp.asarray(_IN1)[op]], jnp.int32)
+    new_in2 = kt.randint(d["a"], 0, in_hi[jnp.asarray(_IN2)[op]], jnp.int32)
+    new_out = kt.randint(d["b"], out_lo[jnp.asarray(_OUT)[op]], out_hi[jnp.asarray(_OUT)[op]],
+                         jnp.int32)
+    c2 = kt.randint(d["c"], 0, 2)
+    c3 = kt.randint(d["c"], 0, 3)
+    # 1-input: Choice2 {in1, out}; 2-input: Choice3 {in1, in2, out}; data: Choice2 {out, data}
+    set_in1 = ((cat == 1) & (c2 == 0)) | ((cat == 2) & (c3 == 0))
+    set_in2 = (cat == 2) & (c3 == 1)
+    set_out = ((cat == 1) & (c2 == 1)) | ((cat == 2) & (c3 == 2)) | ((cat == 3) & (c2 == 0))
+    alter_data = (cat == 3) & (c2 == 1)
+    addr = jnp.stack([jnp.where(set_in1, new_in1, addr[0]), jnp.where(set_in2, new_in2, addr[1]),
+                      jnp.where(set_out, new_out, addr[2])])
+    data = jnp.where(alter_data, _alter_data_from(d["data"], op, data), data)
+    return addr, data
+
+
+def alter_param(key, op, addr, data, spec: ProgramSpec):
+    """The reference's ``Instruction::AlterParam`` on one instruction."""
+    tree = kt.KeyTree(key)
+    return _alter_param(tree.run(_alter_param_draws(tree.root, data.dtype)), op, addr, data, spec)
+
+
 # ---------------------------------------------------------------------------------------
 # Per-function mutations
 # ---------------------------------------------------------------------------------------
 
 
+def _where_row(i, x, row):
+    """``x`` with row ``i`` (traced; none if out of range) set to ``row``: a select,
+    cheaper than a scatter under vmap."""
+    hit = (jnp.arange(x.shape[0]) == i).reshape((-1,) + (1,) * (x.ndim - 1))
+    return jnp.where(hit, row, x)
+
+
 def _set_row(f: Function, pos, op, addr, data) -> Function:
-    return f.replace(op=f.op.at[pos].set(op), addr=f.addr.at[pos].set(addr),
-                     data=f.data.at[pos].set(data))
+    return f.replace(op=_where_row(pos, f.op, op), addr=_where_row(pos, f.addr, addr),
+                     data=_where_row(pos, f.data, data))
+
+
+def _randomize_function(d, f: Function, ops, spec, num_ops=None) -> Function:
+    """``f`` with every live row from ``d`` (row draws of shape [L]); padding stays NO_OP."""
+    L = f.op.shape[-1]
+    op, addr, data = jax.vmap(lambda r: _row(r, ops, spec, f.data.dtype, num_ops))(d)
+    live = jnp.arange(L) < f.size
+    return f.replace(op=jnp.where(live, op, 0), addr=jnp.where(live[:, None], addr, 0),
+                     data=jnp.where(live[:, None], data, 0).astype(f.data.dtype))
 
 
 def randomize_function(key, f: Function, ops, spec, num_ops=None) -> Function:
     """Re-randomize every instruction of ``f`` (size kept; padding stays NO_OP)."""
-    L = f.op.shape[-1]
-    op, addr, data = jax.vmap(lambda k: _random_row(k, ops, spec, f.data.dtype, num_ops))(
-        jax.random.split(key, L))
-    live = jnp.arange(L) < f.size
-    return f.replace(op=jnp.where(live, op, 0), addr=jnp.where(live[:, None], addr, 0),
-                     data=jnp.where(live[:, None], data, 0).astype(f.data.dtype))
+    tree = kt.KeyTree(key)
+    d = tree.run(_row_draws(tree.root.split_vec(f.op.shape[-1])))
+    return _randomize_function(d, f, ops, spec, num_ops)
 
 
 def _insert(f: Function, pos, op, addr, data) -> Function:
@@ -364,30 +415,54 @@ def _truncate(f: Function, L: int) -> Function:
     return Function(op=f.op[:L], addr=f.addr[:L], data=f.data[:L], size=f.size)
 
 
+def _kinds(config: MutationConfig) -> list[int]:
+    """The per-function mutation bodies this config can draw (RANDOMIZE_ALGORITHM
+    re-randomizes like RANDOMIZE_COMPONENT_FUNCTION)."""
+    return sorted({2 if int(t) == 7 else int(t) for t in config.mutation_types})
+
+
+def _function_draws(node: kt.KeyNode, L: int, dtype, kinds):
+    """Draws of one per-function mutation (only those of the bodies in ``kinds``)."""
+    kp, kr, kq, ka = node.split(4)
+    d = {"pos": kt.randint_draw(kp)}  # pos in [0, size), ins_pos in [0, size]
+    if {1, 4, 6} & set(kinds):
+        d["row"] = _row_draws(kr)
+    if 6 in kinds:
+        d["q"] = kt.randint_draw(kq)
+    if 0 in kinds:
+        d["alter"] = _alter_param_draws(ka, dtype)
+    if 2 in kinds:
+        d["rows"] = _row_draws(ka.split_vec(L))
+    return d
+
+
 def mutate_function(key, f: Function, mtype, fn: str, config: MutationConfig,
                     spec: ProgramSpec) -> Function:
     """Apply mutation ``mtype`` (traced int) to component function ``f`` (unbatched)."""
     lo, hi = config.size_bounds(fn, spec)
     ops = config.ops(fn)
-    return _mutate_function(key, f, mtype, config, spec, _op_table(ops), len(ops), lo, hi)
+    tree = kt.KeyTree(key)
+    d = tree.run(_function_draws(tree.root, f.op.shape[-1], f.data.dtype, _kinds(config)))
+    return _mutate_function(d, f, mtype, config, spec, _op_table(ops), len(ops), lo, hi)
 
 
-def _mutate_function(key, f: Function, mtype, config: MutationConfig, spec: ProgramSpec,
+def _mutate_function(d, f: Function, mtype, config: MutationConfig, spec: ProgramSpec,
                      ops, num_ops, lo, hi) -> Function:
-    """``mutate_function`` with the function's op table (``ops[:num_ops]``) and size
-    bounds ``lo``, ``hi`` given as (possibly traced) values, so one traced body serves
-    every component function (padded to a common length)."""
+    """``mutate_function`` from its draws ``d``, with the function's op table
+    (``ops[:num_ops]``) and size bounds ``lo``, ``hi`` given as (possibly traced) values,
+    so one traced body serves every component function (padded to a common length)."""
     L = f.op.shape[-1]
     dtype = f.data.dtype
-    kp, kr, kq, ka = jax.random.split(key, 4)
     size = f.size
-    pos = jax.random.randint(kp, (), 0, jnp.maximum(size, 1))  # uniform in [0, size)
-    ins_pos = jax.random.randint(kp, (), 0, size + 1)  # uniform in [0, size]
-    r_op, r_addr, r_data = _random_row(kr, ops, spec, dtype, num_ops)
+    kinds = _kinds(config)
+    pos = kt.randint(d["pos"], 0, jnp.maximum(size, 1))  # uniform in [0, size)
+    ins_pos = kt.randint(d["pos"], 0, size + 1)  # uniform in [0, size]
+    if "row" in d:
+        r_op, r_addr, r_data = _row(d["row"], ops, spec, dtype, num_ops)
     nonempty = size > 0
 
     def alter(_):
-        addr, data = alter_param(ka, f.op[pos], f.addr[pos], f.data[pos], spec)
+        addr, data = _alter_param(d["alter"], f.op[pos], f.addr[pos], f.data[pos], spec)
         g = _set_row(f, pos, f.op[pos], addr, data)
         return jax.tree.map(lambda a, b: jnp.where(nonempty, a, b), g, f)
 
@@ -396,7 +471,7 @@ def _mutate_function(key, f: Function, mtype, config: MutationConfig, spec: Prog
         return jax.tree.map(lambda a, b: jnp.where(nonempty, a, b), g, f)
 
     def rand_fn(_):
-        return randomize_function(ka, f, ops, spec, num_ops)
+        return _randomize_function(d["rows"], f, ops, spec, num_ops)
 
     def identity(_):
         return f
@@ -411,13 +486,12 @@ def _mutate_function(key, f: Function, mtype, config: MutationConfig, spec: Prog
 
     def trade(_):
         g = _insert(f, ins_pos, r_op, r_addr, r_data)  # L+1 rows
-        q = jax.random.randint(kq, (), 0, g.size)
+        q = kt.randint(d["q"], 0, g.size)
         return _truncate(_remove(g, q), L)
 
     # Trace only the branches this config can draw (fewer branches compile much faster;
     # under vmap every branch is computed). RANDOMIZE_ALGORITHM re-randomizes like 2.
     by_type = [alter, rand_instr, rand_fn, identity, insert, remove, trade, rand_fn]
-    kinds = sorted({2 if int(t) == 7 else int(t) for t in config.mutation_types})
     if len(kinds) == 1:
         return by_type[kinds[0]](None)
     table = np.zeros(len(by_type), np.int32)
@@ -427,17 +501,29 @@ def _mutate_function(key, f: Function, mtype, config: MutationConfig, spec: Prog
     return jax.lax.switch(jnp.asarray(table)[mtype], [by_type[t] for t in kinds], None)
 
 
+def _choice_draws(node: kt.KeyNode, config: MutationConfig):
+    k_prob, k_type, k_fn = node.split(3)
+    d = {"type": kt.randint_draw(k_type), "fn": kt.randint_draw(k_fn)}
+    if float(config.mutate_prob) < 1.0:
+        d["prob"] = kt.float_draw(k_prob)
+    return d
+
+
+def _mutation_choice(d, config: MutationConfig):
+    p = float(config.mutate_prob)
+    do = jnp.asarray(True) if p >= 1.0 else kt.uniform(d["prob"]) < p
+    types = jnp.asarray([int(t) for t in config.mutation_types], jnp.int32)
+    mtype = types[kt.randint(d["type"], 0, len(types))]
+    chosen = kt.randint(d["fn"], 0, max(len(config.mutable_functions), 1))
+    return do, mtype, chosen
+
+
 def mutation_choice(key: jax.Array, config: MutationConfig):
     """(mutated?, mutation type, index into ``config.mutable_functions``) for one child:
     mutated with prob ``mutate_prob`` (always if >= 1), type uniform over the list,
     function uniform over the mutable ones."""
-    k_prob, k_type, k_fn = jax.random.split(key, 3)
-    p = float(config.mutate_prob)
-    do = jnp.asarray(True) if p >= 1.0 else jax.random.uniform(k_prob, ()) < p
-    types = jnp.asarray([int(t) for t in config.mutation_types], jnp.int32)
-    mtype = types[jax.random.randint(k_type, (), 0, len(types))]
-    chosen = jax.random.randint(k_fn, (), 0, max(len(config.mutable_functions), 1))
-    return do, mtype, chosen
+    tree = kt.KeyTree(key)
+    return _mutation_choice(tree.run(_choice_draws(tree.root, config)), config)
 
 
 def mutate(key: jax.Array, program: Program, config: MutationConfig,
@@ -449,25 +535,33 @@ def mutate(key: jax.Array, program: Program, config: MutationConfig,
     if program.batch_shape:
         raise ValueError(f"mutate takes one program (vmap it); got batch {program.batch_shape}")
     config.check(spec)
-    k_choice, k_mut = jax.random.split(key)
-    do, mtype, chosen = mutation_choice(k_choice, config)
     mutable = config.mutable_functions
+    tree = kt.KeyTree(key)
+    k_choice, k_mut = tree.root.split(2)
+    draws = {"choice": _choice_draws(k_choice, config)}
     if not mutable:  # only IDENTITY / RANDOMIZE_ALGORITHM with every function frozen
         return program
     # The chosen function is mutated by ONE traced body: the mutable functions are padded
     # to a common length and stacked, per-function op tables and size bounds are
     # gathered with the traced index (compiles ~n times faster than one body each).
     stacked, tables, counts = _stack_functions(program, config, spec)
+    Lmax = stacked.op.shape[-1]
+    k_one, k_all = k_mut.split(2)
+    draws["one"] = _function_draws(k_one, Lmax, stacked.data.dtype, _kinds(config))
+    randomize_all = MutationType.RANDOMIZE_ALGORITHM in config.mutation_types
+    if randomize_all:
+        draws["all"] = _row_draws(k_all.split_vec(len(mutable)).split_vec(Lmax))
+    d = tree.run(draws)
+    do, mtype, chosen = _mutation_choice(d["choice"], config)
     bounds = jnp.asarray([config.size_bounds(fn, spec) for fn in mutable], jnp.int32)
-    k_one, k_all = jax.random.split(k_mut)
     one = jax.tree.map(lambda x: x[chosen], stacked)
-    g = _mutate_function(k_one, one, mtype, config, spec, tables[chosen], counts[chosen],
+    g = _mutate_function(d["one"], one, mtype, config, spec, tables[chosen], counts[chosen],
                          bounds[chosen, 0], bounds[chosen, 1])
-    new = jax.tree.map(lambda s_, x: s_.at[chosen].set(jnp.where(do, x, s_[chosen])),
+    new = jax.tree.map(lambda s_, x: _where_row(jnp.where(do, chosen, -1), s_, x[None]),
                        stacked, g)
-    if MutationType.RANDOMIZE_ALGORITHM in config.mutation_types:
-        rand_all = jax.vmap(lambda k, f, t, c: randomize_function(k, f, t, spec, c))(
-            jax.random.split(k_all, len(mutable)), stacked, tables, counts)
+    if randomize_all:
+        rand_all = jax.vmap(lambda r, f, t, c: _randomize_function(r, f, t, spec, c))(
+            d["all"], stacked, tables, counts)
         all_ = do & (mtype == MutationType.RANDOMIZE_ALGORITHM)
         new = jax.tree.map(lambda a, b: jnp.where(all_, a, b), rand_all, new)
     return _unstack_functions(program, new, config, spec)
@@ -484,8 +578,10 @@ def random_program(key: jax.Array, spec: ProgramSpec, config: MutationConfig,
     if not mutable:
         return prog
     stacked, tables, counts = _stack_functions(prog, config, spec)
-    new = jax.vmap(lambda k, f, t, c: randomize_function(k, f, t, spec, c))(
-        jax.random.split(key, len(mutable)), stacked, tables, counts)
+    tree = kt.KeyTree(key)
+    d = tree.run(_row_draws(tree.root.split_vec(len(mutable)).split_vec(stacked.op.shape[-1])))
+    new = jax.vmap(lambda r, f, t, c: _randomize_function(r, f, t, spec, c))(
+        d, stacked, tables, counts)
     return _unstack_functions(prog, new, config, spec)
 
 

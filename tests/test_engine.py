@@ -22,6 +22,24 @@ def test_tournament_takes_the_first_best_of_draws_with_replacement():
     np.testing.assert_array_equal(parents, expected)
 
 
+def test_ask_keys_and_parents_are_those_of_jax_random():
+    """ask draws k_sel, k_mut = split(key); parents from randint(k_sel, (B, T), 0, P);
+    child i mutated with split(k_mut, B)[i]: the numbers saved experiments were run with."""
+    eng = RegularizedEvolution(population_size=9, tournament_size=3, batch_size=4)
+    state = eng.init({"x": jnp.arange(9)}, jnp.arange(9.0) % 4)
+
+    def data(k):
+        return k if k.dtype == jnp.uint32 else jax.random.key_data(k)
+
+    ask = jax.jit(lambda k: eng.ask(k, state, lambda kk, g: {"x": g["x"], "key": data(kk)}))
+    for key in (jax.random.key(7), jax.random.PRNGKey(7)):
+        children, parents = ask(key)
+        k_sel, k_mut = jax.random.split(key)
+        np.testing.assert_array_equal(parents, eng.select_parents(k_sel, state.fitness))
+        np.testing.assert_array_equal(children["x"], parents)
+        np.testing.assert_array_equal(children["key"], data(jax.random.split(k_mut, 4)))
+
+
 def test_children_replace_the_oldest_in_order_and_wrap():
     eng = RegularizedEvolution(population_size=5, tournament_size=2, batch_size=2)
     state = eng.init({"x": jnp.arange(5) * 10}, jnp.zeros(5))

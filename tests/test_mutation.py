@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 
 import jax
 import jax.numpy as jnp
@@ -289,6 +290,30 @@ def test_mutate_is_deterministic_and_does_not_recompile(wide_full):
     # different keys give different children
     assert any((np.asarray(x) != np.asarray(y)).any()
                for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(c), strict=True))
+
+
+def test_children_are_those_of_saved_experiments():
+    """Same key, same children: these figures are the children's before mutations drew
+    their random numbers level by level (evojax_zero.keytree); a change here means saved
+    experiments no longer reproduce (or JAX changed its random numbers)."""
+    expected = {"demo": ("b90b20315f560a25", 254.86871430836618, -199.1756827607751),
+                "wide": ("0c680012f9578024", 48.969897747039795, 173.331140935421)}
+    for name, spec, cfg, sizes in (("demo", DEMO_SPEC, DEMO_CFG, (10, 2, 8)),
+                                   ("wide", WIDE_SPEC, WIDE_CFG, (3, 2, 4))):
+        parent = _random_program(jax.random.key(0), spec, cfg, sizes)
+        kids = _mutate_many(jax.random.split(jax.random.key(1), 64), parent, cfg, spec)
+        h = hashlib.sha256()
+        for fn in P.FUNCTION_NAMES:
+            f = kids.function(fn)
+            for x in (f.op, f.addr, f.size):
+                h.update(np.asarray(x, np.int32).tobytes())
+        data = np.concatenate([np.asarray(kids.function(fn).data, np.float64).reshape(-1)
+                               for fn in P.FUNCTION_NAMES])
+        digest, abs_sum, weighted = expected[name]
+        assert h.hexdigest()[:16] == digest, name
+        np.testing.assert_allclose(np.abs(data).sum(), abs_sum, rtol=1e-6)
+        np.testing.assert_allclose((data * (np.arange(data.size) % 7 + 1)).sum(), weighted,
+                                   rtol=1e-6)
 
 
 # -- initial programs -------------------------------------------------------------------

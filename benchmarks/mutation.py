@@ -1,0 +1,63 @@
+"""The jitted ``ask`` of a search step: tournament selection plus mutation of a batch.
+
+    python benchmarks/mutation.py                       # demo preset, 100 children per ask
+    python benchmarks/mutation.py --preset nonlinear --repeats 7
+
+Times ``engine.ask(key, state, mutate)`` (jitted, the key fixed) as a search step runs
+it; the best of ``--repeats`` rounds of ``--calls`` calls. Prints one JSON line:
+ms per ask, children per second (wall and per CPU-second of this process).
+"""
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--preset", default="demo")
+    p.add_argument("--calls", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=5)
+    a = p.parse_args()
+
+    from evojax_zero import experiment
+    from evojax_zero.mutation import mutate
+    from evojax_zero.search import Search
+
+    cfg = experiment.preset(a.preset)
+    c = cfg.search
+    s = Search(c, cfg.search_tasks.build(None))
+    state = s.init(jax.random.key(0))
+    ask = jax.jit(lambda st: s.engine.ask(
+        st.key, st.evolution, lambda k, prog: mutate(k, prog, c.mutation, c.spec))[0])
+    t0 = time.time()
+    jax.block_until_ready(ask(state))
+    compile_s = time.time() - t0
+    best, best_cpu = float("inf"), float("inf")
+    for _ in range(a.repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(a.calls):
+            jax.block_until_ready(ask(state))
+        best = min(best, (time.perf_counter() - t0) / a.calls)
+        best_cpu = min(best_cpu, (time.process_time() - c0) / a.calls)
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except OSError:
+        load = None
+    print(json.dumps({"bench": "ask", "preset": a.preset, "batch": c.batch_size,
+                      "population": c.population_size, "tournament": c.tournament_size,
+                      "ms_per_ask": round(best * 1e3, 3),
+                      "children_per_s": round(c.batch_size / best),
+                      "children_per_cpu_s": round(c.batch_size / best_cpu),
+                      "compile_s": round(compile_s, 2), "load1": load,
+                      "device": jax.devices()[0].platform}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
