@@ -204,8 +204,8 @@ def _key_data(keys, P: int, T: int):
 
 
 def _prepare(spec, config, programs, tasks, keys):
-    if not available():
-        raise RuntimeError(f"evojax_zero native backend unavailable: {why_unavailable()}")
+    """Operands, attributes and result dims of a fitness/trace call (shared by the CUDA
+    backend, ``evojax_zero.native.cuda``, whose targets take the same operands)."""
     # Compute dtype: the programs' data dtype (as the XLA evaluator); tasks are cast to it.
     dtype = jnp.dtype(programs.setup.data.dtype)
     if dtype not in (jnp.float32, jnp.float64):
@@ -267,30 +267,15 @@ def _fitness(score, accuracy: bool, num_valid_total: int):
     return best, epoch_fit
 
 
-def evaluate(spec, config, programs, tasks, keys):
-    """Per-task fitness float[P, T] (in the programs' data dtype) of programs [P] on tasks [T].
-
-    ``config`` is an EvalConfig (or anything with ``num_train_examples``,
-    ``num_valid_examples``, ``max_abs_error``; None = defaults). ``keys``: one typed key
-    (split into P), a key array [P] (per task t the pair's key is ``fold_in(key_p, t)``), a key
-    array [P, T], or raw uint32 key words [P, T, K]. Works inside ``jax.jit`` (CPU).
-    """
+def _evaluate(target: str, spec, config, programs, tasks, keys):
     args, attrs, d, dtype, unbatched = _prepare(spec, config, programs, tasks, keys)
-    call = jax.ffi.ffi_call(FITNESS_TARGET,
-                            jax.ShapeDtypeStruct((d["P"], d["T"], d["E"]), dtype),
+    call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct((d["P"], d["T"], d["E"]), dtype),
                             vmap_method="sequential")
     fitness, _ = _fitness(call(*args, **attrs), tasks.eval_type == "accuracy", d["Nv"])
     return fitness[0] if unbatched else fitness
 
 
-def trace(spec, config, programs, tasks, keys) -> dict:
-    """Fitness plus the Trace quantities of docs/evaluator_api.md, as a dict of arrays.
-
-    fitness [P,T]; epoch_fitness [P,T,E'] (0 where not reached); train_error and
-    train_prediction [P,T,n] (first epoch, NaN after an early stop); valid_error and
-    valid_prediction [P,T,Nv'] (first epoch's validation, NaN where not reached);
-    stopped bool [P,T]; train_steps int32 [P,T] (train steps run, a stopping step counts).
-    """
+def _trace(target: str, spec, config, programs, tasks, keys) -> dict:
     args, attrs, d, dtype, unbatched = _prepare(spec, config, programs, tasks, keys)
     P, T = d["P"], d["T"]
     shapes = [
@@ -302,7 +287,7 @@ def trace(spec, config, programs, tasks, keys) -> dict:
         jax.ShapeDtypeStruct((P, T), jnp.uint8),
         jax.ShapeDtypeStruct((P, T), jnp.int32),
     ]
-    call = jax.ffi.ffi_call(TRACE_TARGET, shapes, vmap_method="sequential")
+    call = jax.ffi.ffi_call(target, shapes, vmap_method="sequential")
     score, *rest = call(*args, **attrs)
     fitness, epoch_fitness = _fitness(score, tasks.eval_type == "accuracy", d["Nv"])
     rest[4] = rest[4].astype(bool)
@@ -310,6 +295,35 @@ def trace(spec, config, programs, tasks, keys) -> dict:
     if unbatched:
         result = {k: v[0] for k, v in result.items()}
     return result
+
+
+def _require() -> None:
+    if not available():
+        raise RuntimeError(f"evojax_zero native backend unavailable: {why_unavailable()}")
+
+
+def evaluate(spec, config, programs, tasks, keys):
+    """Per-task fitness float[P, T] (in the programs' data dtype) of programs [P] on tasks [T].
+
+    ``config`` is an EvalConfig (or anything with ``num_train_examples``,
+    ``num_valid_examples``, ``max_abs_error``; None = defaults). ``keys``: one typed key
+    (split into P), a key array [P] (per task t the pair's key is ``fold_in(key_p, t)``), a key
+    array [P, T], or raw uint32 key words [P, T, K]. Works inside ``jax.jit`` (CPU).
+    """
+    _require()
+    return _evaluate(FITNESS_TARGET, spec, config, programs, tasks, keys)
+
+
+def trace(spec, config, programs, tasks, keys) -> dict:
+    """Fitness plus the Trace quantities of docs/evaluator_api.md, as a dict of arrays.
+
+    fitness [P,T]; epoch_fitness [P,T,E'] (0 where not reached); train_error and
+    train_prediction [P,T,n] (first epoch, NaN after an early stop); valid_error and
+    valid_prediction [P,T,Nv'] (first epoch's validation, NaN where not reached);
+    stopped bool [P,T]; train_steps int32 [P,T] (train steps run, a stopping step counts).
+    """
+    _require()
+    return _trace(TRACE_TARGET, spec, config, programs, tasks, keys)
 
 
 # ---------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ("interpreter.cc", "interpreter.h", "fec.cc")
+SOURCES = ("interpreter.cc", "interpreter.h", "ffi_problem.h", "fec.cc")
 COMPILED_SOURCES = ("interpreter.cc", "fec.cc")
 LIB_BASENAME = "_evojax_zero_native"
 # Portable flags: no -march=native (a wheel or shared install may run on another CPU) and no

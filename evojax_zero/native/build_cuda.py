@@ -25,7 +25,7 @@ import sysconfig
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ("interpreter_cuda.cu", "interpreter.h")
+SOURCES = ("interpreter_cuda.cu", "interpreter.h", "ffi_problem.h")
 MAIN_SOURCE = "interpreter_cuda.cu"
 LIB_BASENAME = "_evojax_zero_cuda"
 # H100 / H200 (sm_90) and A100 (sm_80) machine code, plus compute_90 PTX that newer GPUs'

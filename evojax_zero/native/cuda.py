@@ -31,17 +31,14 @@ import subprocess
 import threading
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
+from evojax_zero.native import TRACE_FIELDS, _evaluate, _trace  # same operands and fitness
 from evojax_zero.native import build_cuda as _build
 
 __all__ = ["available", "why_unavailable", "library_path", "evaluate", "trace", "TRACE_FIELDS"]
 
 FITNESS_TARGET = "evojax_zero_cuda_fitness"
 TRACE_TARGET = "evojax_zero_cuda_trace"
-TRACE_FIELDS = ("fitness", "epoch_fitness", "train_error", "train_prediction",
-                "valid_error", "valid_prediction", "stopped", "train_steps")
 
 _lock = threading.Lock()
 _state: dict = {"tried": False, "ok": False, "why": "", "path": None}
@@ -164,80 +161,6 @@ def library_path() -> str | None:
 # Calls (the operands and attributes of evojax_zero.native, whose helpers are reused so both
 # backends see identical inputs and turn scores into fitness with the same XLA expression)
 # ---------------------------------------------------------------------------------------
-
-
-def _prepare(spec, config, programs, tasks, keys):
-    from evojax_zero.native import _cfg, _key_data
-
-    dtype = jnp.dtype(programs.setup.data.dtype)
-    if dtype not in (jnp.float32, jnp.float64):
-        raise ValueError(f"program data must be float32 or float64, got {dtype}")
-    F = int(tasks.train_x.shape[-1])
-    if F != spec.feature_size:
-        raise ValueError(f"tasks have {F} features; spec.feature_size is {spec.feature_size}")
-    unbatched = programs.setup.op.ndim == 1
-    if unbatched:
-        programs = jax.tree.map(lambda x: x[None], programs)
-    if programs.setup.op.ndim != 2:
-        raise ValueError("programs must have one leading population axis [P]")
-    P = int(programs.setup.op.shape[0])
-    T, N, Nv, E = (int(tasks.train_x.shape[0]), int(tasks.train_x.shape[1]),
-                   int(tasks.valid_x.shape[1]), int(tasks.epoch_order.shape[1]))
-    req_train = _cfg(config, "num_train_examples", None)
-    req_valid = _cfg(config, "num_valid_examples", None)
-    num_train = N * E if req_train is None else max(0, min(int(req_train), N * E))
-    num_valid = Nv if req_valid is None else max(0, min(int(req_valid), Nv))
-    args = []
-    for fn in (programs.setup, programs.predict, programs.learn):
-        args += [jnp.asarray(fn.op, jnp.int32), jnp.asarray(fn.addr, jnp.int32),
-                 jnp.asarray(fn.data, dtype), jnp.asarray(fn.size, jnp.int32)]
-    args += [jnp.asarray(tasks.train_x, dtype), jnp.asarray(tasks.train_y, dtype),
-             jnp.asarray(tasks.valid_x, dtype), jnp.asarray(tasks.valid_y, dtype),
-             jnp.asarray(tasks.epoch_order, jnp.int32), _key_data(keys, P, T)]
-    attrs = dict(
-        num_scalars=np.int64(spec.num_scalars), num_vectors=np.int64(spec.num_vectors),
-        num_matrices=np.int64(spec.num_matrices), num_train=np.int64(num_train),
-        num_valid=np.int64(num_valid),
-        max_abs_error=np.float64(_cfg(config, "max_abs_error", 100.0)),
-        accuracy=np.int64(tasks.eval_type == "accuracy"),
-    )
-    dims = dict(P=P, T=T, n=min(N, num_train), E=-(-num_train // N) if N else 0, nv=num_valid,
-                Nv=Nv)
-    return args, attrs, dims, dtype, unbatched
-
-
-def _evaluate(target: str, spec, config, programs, tasks, keys):
-    from evojax_zero.native import _fitness
-
-    args, attrs, d, dtype, unbatched = _prepare(spec, config, programs, tasks, keys)
-    call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct((d["P"], d["T"], d["E"]), dtype),
-                            vmap_method="sequential")
-    fitness, _ = _fitness(call(*args, **attrs), tasks.eval_type == "accuracy", d["Nv"])
-    return fitness[0] if unbatched else fitness
-
-
-def _trace(target: str, spec, config, programs, tasks, keys) -> dict:
-    from evojax_zero.native import _fitness
-
-    args, attrs, d, dtype, unbatched = _prepare(spec, config, programs, tasks, keys)
-    P, T = d["P"], d["T"]
-    shapes = [
-        jax.ShapeDtypeStruct((P, T, d["E"]), dtype),
-        jax.ShapeDtypeStruct((P, T, d["n"]), dtype),
-        jax.ShapeDtypeStruct((P, T, d["n"]), dtype),
-        jax.ShapeDtypeStruct((P, T, d["nv"]), dtype),
-        jax.ShapeDtypeStruct((P, T, d["nv"]), dtype),
-        jax.ShapeDtypeStruct((P, T), jnp.uint8),
-        jax.ShapeDtypeStruct((P, T), jnp.int32),
-    ]
-    call = jax.ffi.ffi_call(target, shapes, vmap_method="sequential")
-    score, *rest = call(*args, **attrs)
-    fitness, epoch_fitness = _fitness(score, tasks.eval_type == "accuracy", d["Nv"])
-    rest[4] = rest[4].astype(bool)
-    result = dict(zip(TRACE_FIELDS, [fitness, epoch_fitness, *rest], strict=True))
-    if unbatched:
-        result = {k: v[0] for k, v in result.items()}
-    return result
 
 
 def _require() -> None:
