@@ -13,7 +13,10 @@ miss; every hit increments the count, moves the entry to the front and evicts it
 count reaches ``forget_every`` (0 = never); the least recently used entry is evicted when
 more than ``cache_size`` entries are held. The cache is rebuilt for every experiment.
 
-**Where the cache lives: on the host.** Hashes are computed on the host in NumPy
+**Where the cache lives.** With the native backend, the same hash and cache run as custom
+calls on a device-array cache inside the jitted generation (``evojax_zero.fec_device``,
+tested equal to this module). Otherwise, and as the specification, on the host: hashes are
+computed on the host in NumPy
 ``uint64`` (exact reference bits, no ``jax_enable_x64`` needed) and the cache is a
 Python ``OrderedDict``. Only the short pre-run trace (B x T x 20 floats) crosses to the
 host per step, and the full evaluation runs only for programs with at least one miss
