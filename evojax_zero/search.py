@@ -14,7 +14,7 @@ on the host (``evojax_zero.fec``) and each step is jitted ask + pre-run trace ->
 and lookup -> jitted evaluation of the misses -> jitted tell. Both give the same results.
 
 The search state is a pytree (:class:`SearchState`) plus host counters
-(:class:`SearchCounters`) and, with FEC, the host cache; ``evojax_zero.checkpoint``
+(:class:`SearchCounters`) and, with FEC, the cache (device or host); ``evojax_zero.checkpoint``
 saves all three. Train steps are counted as the reference's budget does, except that an
 early-stopped full run counts its requested steps (slightly conservative).
 """
@@ -254,22 +254,20 @@ class Search:
         else:
             per_task = np.zeros((B, T))
         fit = self.cache.fill(per_task, source, cached)
-        self.counters.train_steps += int(to_host(prerun_steps).sum()) + int(
-            (source == -1).sum()) * self.train_per_task
-        self.counters.fec_lookups += B * T
-        self.counters.fec_hits += int((source != -1).sum())
+        self._count_fec(to_host(prerun_steps), (source == -1).sum(), (source != -1).sum())
         return self.evaluator.combine(jnp.asarray(fit, jnp.float32))
 
     def _count_fec(self, prerun_steps, misses, hits) -> None:
-        """Add FEC statistics (per-step arrays from the fused kernels) to the counters."""
+        """Add FEC statistics (scalars, or per-step arrays from a fused generation)."""
         misses = int(np.sum(misses, dtype=np.int64))
         hits = int(np.sum(hits, dtype=np.int64))
         self.counters.train_steps += (int(np.sum(prerun_steps, dtype=np.int64))
                                       + misses * self.train_per_task)
         self.counters.fec_lookups += misses + hits
         self.counters.fec_hits += hits
-        self.cache.hits += hits
-        self.cache.misses += misses
+        if isinstance(self.cache, DeviceFECCache):  # the host cache counts its own lookups
+            self.cache.hits += hits
+            self.cache.misses += misses
 
     # -- running ------------------------------------------------------------------------
 
