@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from evojax_zero import native
+
 NODE_FIELDS = ("key_lo", "key_hi", "count", "pending", "prev", "next")
 _HEAD, _TAIL, _SIZE, _FREE = range(4)
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -118,23 +120,17 @@ def from_lru_arrays(arrays: dict[str, np.ndarray], cache_size: int,
 
 def hash_prerun(train_error, valid_error, max_abs_error: float, num_train_examples: int):
     """uint32 [B, T, 2] WellMixedHash words of the pre-run errors (native)."""
-    from evojax_zero import native
-
     return native.fec_hash(train_error, valid_error, max_abs_error, num_train_examples)
 
 
 def lookup(state: FECState, hashes, cache_size: int, forget_every: int):
     """``(state, source, cached)`` as ``FECCache.lookup_batch`` (native)."""
-    from evojax_zero import native
-
     new, source, cached = native.fec_lookup(state.as_tuple(), hashes, cache_size, forget_every)
     return FECState(*new), source, cached
 
 
 def fill(state: FECState, hashes, source, per_task) -> FECState:
     """Write evaluated fitness into the pending entries (native)."""
-    from evojax_zero import native
-
     return FECState(*native.fec_fill(state.as_tuple(), hashes, source, per_task))
 
 
@@ -149,8 +145,4 @@ def resolve(source, cached, per_task):
 
 def supported() -> bool:
     """True when the native library (with the FEC custom calls) is loaded on CPU."""
-    try:
-        from evojax_zero import native
-    except ImportError:
-        return False
     return native.available() and jax.default_backend() == "cpu"

@@ -553,3 +553,14 @@ def make_task(train_y, valid_y, train_x=None, valid_x=None, F=4, epoch_order=Non
     epoch_order = [list(range(N))] if epoch_order is None else epoch_order
     return dict(train_x=train_x, train_y=train_y, valid_x=valid_x, valid_y=valid_y,
                 epoch_order=np.asarray(epoch_order, np.int64), eval_type=eval_type)
+
+
+# The reference's LINEAR_ALGORITHM (SGD on linear regression) as instruction lists.
+LINEAR_ALGORITHM = {
+    "setup": [[Op.SCALAR_CONST_SET, 0, 0, 2, 0.01]],  # s2 = 0.01 (learning rate)
+    "predict": [[Op.VECTOR_INNER_PRODUCT, 1, 0, 1]],  # s1 = dot(v1, v0)
+    "learn": [[Op.SCALAR_DIFF, 0, 1, 3],  # s3 = s0 - s1
+              [Op.SCALAR_PRODUCT, 2, 3, 3],  # s3 = s2 * s3
+              [Op.SCALAR_VECTOR_PRODUCT, 3, 0, 2],  # v2 = s3 * v0
+              [Op.VECTOR_SUM, 1, 2, 1]],  # v1 = v1 + v2
+}

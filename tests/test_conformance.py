@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import reference_interpreter as ri
-from reference_interpreter import make_task
+from reference_interpreter import LINEAR_ALGORITHM, make_task
 
 from evojax_zero import program as P
 from evojax_zero import tasks as T
@@ -573,14 +573,6 @@ def test_partial_validation_keeps_full_divisor():
 LINEAR_SPEC = P.ProgramSpec(num_scalars=4, num_vectors=3, num_matrices=1, feature_size=4,
                             setup_ops=[56], predict_ops=[27], learn_ops=[2, 3, 18, 23],
                             max_setup_size=5, max_predict_size=1, max_learn_size=4)
-LINEAR_ALGORITHM = {
-    "setup": [[O.SCALAR_CONST_SET, 0, 0, 2, 0.01]],  # s2 = 0.01 (learning rate)
-    "predict": [[O.VECTOR_INNER_PRODUCT, 1, 0, 1]],  # s1 = dot(v1, v0)
-    "learn": [[O.SCALAR_DIFF, 0, 1, 3],  # s3 = s0 - s1
-              [O.SCALAR_PRODUCT, 2, 3, 3],  # s3 = s2 * s3
-              [O.SCALAR_VECTOR_PRODUCT, 3, 0, 2],  # v2 = s3 * v0
-              [O.VECTOR_SUM, 1, 2, 1]],  # v1 = v1 + v2
-}
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)

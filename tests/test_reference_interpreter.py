@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import reference_interpreter as ri
-from reference_interpreter import make_task
+from reference_interpreter import LINEAR_ALGORITHM, make_task
 
 from evojax_zero.ops import NUM_OPS, Op
 
@@ -524,15 +524,6 @@ def test_accuracy_nan_in_training_stops():
 # ---------------------------------------------------------------------------------------------
 # Linear SGD (the reference's LINEAR_ALGORITHM) and combination of task fitnesses
 # ---------------------------------------------------------------------------------------------
-
-LINEAR_ALGORITHM = {
-    "setup": [[O.SCALAR_CONST_SET, 0, 0, 2, 0.01]],  # s2 = 0.01 (learning rate)
-    "predict": [[O.VECTOR_INNER_PRODUCT, 1, 0, 1]],  # s1 = dot(v1, v0)
-    "learn": [[O.SCALAR_DIFF, 0, 1, 3],  # s3 = s0 - s1
-              [O.SCALAR_PRODUCT, 2, 3, 3],  # s3 = s2 * s3
-              [O.SCALAR_VECTOR_PRODUCT, 3, 0, 2],  # v2 = s3 * v0
-              [O.VECTOR_SUM, 1, 2, 1]],  # v1 = v1 + v2
-}
 
 
 def test_linear_sgd_by_hand_two_steps():

@@ -73,20 +73,27 @@ def compile_library(output: str, include_dir: str, jaxlib_version: str,
     if not compiler:
         raise RuntimeError("no C++ compiler found (set $CXX or install g++)")
     bid = build_id(jaxlib_version, src_dir)
+    cmd = [*compiler.split(), *CXXFLAGS, f'-DEVOJAX_ZERO_BUILD_ID="{bid}"',
+           "-isystem", include_dir, *(os.path.join(src_dir, s) for s in COMPILED_SOURCES)]
+    compile_atomically(cmd, output, "native", verbose, timeout=600)
+
+
+def compile_atomically(cmd_head: list[str], output: str, what: str, verbose: bool,
+                       timeout: int) -> None:
+    """Run ``cmd_head -o TMP`` and rename TMP to ``output`` on success (a half-written
+    library is never visible). Raises RuntimeError with the compiler's message on failure."""
     out_dir = os.path.dirname(os.path.abspath(output))
     os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".evojax_zero_native-", suffix=".so", dir=out_dir)
+    fd, tmp = tempfile.mkstemp(prefix=".evojax_zero-", suffix=".so", dir=out_dir)
     os.close(fd)
-    cmd = [*compiler.split(), *CXXFLAGS, f'-DEVOJAX_ZERO_BUILD_ID="{bid}"',
-           "-isystem", include_dir, *(os.path.join(src_dir, s) for s in COMPILED_SOURCES),
-           "-o", tmp]
+    cmd = [*cmd_head, "-o", tmp]
     if verbose:
-        print("evojax_zero native:", " ".join(cmd), file=sys.stderr)
+        print(f"evojax_zero {what}:", " ".join(cmd), file=sys.stderr)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             raise RuntimeError(
-                f"C++ compile failed ({' '.join(cmd)}):\n{proc.stderr.strip()[-4000:]}")
+                f"{what} compile failed ({' '.join(cmd)}):\n{proc.stderr.strip()[-4000:]}")
         os.chmod(tmp, 0o755)
         os.replace(tmp, output)
     finally:

@@ -22,7 +22,9 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
+
+# Shared with the CPU build: the FFI headers of jaxlib and the atomic compile step.
+from evojax_zero.native.build import compile_atomically, find_compiler, jax_include_dir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ("interpreter_cuda.cu", "interpreter.h", "ffi_problem.h")
@@ -118,38 +120,6 @@ def build_id(jaxlib_version: str, nvcc: str, src_dir: str = HERE) -> str:
     return f"{source_hash(flags, nvcc_version(nvcc), src_dir)}:jaxlib-{jaxlib_version}"
 
 
-def jax_include_dir() -> tuple[str, str]:
-    """(include dir with xla/ffi/api/ffi.h, jaxlib version); raises ImportError without jax."""
-    import jax.ffi
-    import jaxlib
-
-    inc = jax.ffi.include_dir()
-    if not os.path.exists(os.path.join(inc, "xla", "ffi", "api", "ffi.h")):
-        raise ImportError(f"jaxlib at {inc} does not ship xla/ffi/api/ffi.h")
-    return inc, jaxlib.__version__
-
-
-def _compile(cmd_head: list[str], output: str, extra: list[str], what: str,
-             verbose: bool, timeout: int) -> None:
-    out_dir = os.path.dirname(os.path.abspath(output))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{LIB_BASENAME}-", suffix=".so", dir=out_dir)
-    os.close(fd)
-    cmd = [*cmd_head, *extra, "-o", tmp]
-    if verbose:
-        print(f"evojax_zero {what}:", " ".join(cmd), file=sys.stderr)
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0:
-            raise RuntimeError(
-                f"{what} compile failed ({' '.join(cmd)}):\n{proc.stderr.strip()[-4000:]}")
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def compile_library(output: str, include_dir: str, jaxlib_version: str, src_dir: str = HERE,
                     nvcc: str | None = None, arch_flags=ARCH_FLAGS, extra_flags=(),
                     verbose: bool = False, timeout: int = 1800) -> None:
@@ -167,20 +137,18 @@ def compile_library(output: str, include_dir: str, jaxlib_version: str, src_dir:
     head = [nvcc, *NVCC_FLAGS, *arch_flags, *_wheel_runtime_flags(nvcc), *extra_flags,
             f'-DEVOJAX_ZERO_BUILD_ID="{bid}"', "-isystem", include_dir,
             os.path.join(src_dir, MAIN_SOURCE)]
-    _compile(head, output, [], "cuda", verbose, timeout)
+    compile_atomically(head, output, "cuda", verbose, timeout)
 
 
 def compile_emulation(output: str, include_dir: str, src_dir: str = HERE,
                       compiler: str | None = None, verbose: bool = False) -> None:
     """Compile the host emulation of the CUDA library (a CPU library; see the module doc)."""
-    from evojax_zero.native import build as _build
-
-    compiler = compiler or _build.find_compiler()
+    compiler = compiler or find_compiler()
     if not compiler:
         raise RuntimeError("no C++ compiler found (set $CXX or install g++)")
     head = [*compiler.split(), *EMULATION_FLAGS, '-DEVOJAX_ZERO_BUILD_ID="emulation"',
             "-isystem", include_dir, os.path.join(src_dir, MAIN_SOURCE)]
-    _compile(head, output, [], "cuda emulation", verbose, 600)
+    compile_atomically(head, output, "cuda emulation", verbose, 600)
 
 
 def main(argv=None) -> int:

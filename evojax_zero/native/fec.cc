@@ -312,6 +312,29 @@ void Fill(Cache<F> c, const uint32_t* hashes, const int32_t* source, const F* pe
   }
 }
 
+// Copy the cache state into its results (unless XLA aliased them) and run fn on a Cache<F>
+// over the results, F being the fitness dtype; fn(cache, F{}) does the work.
+template <typename Fn>
+ffi::Error OnCacheResults(const ffi::AnyBuffer& nodes, const ffi::AnyBuffer& fitness,
+                          const ffi::AnyBuffer& table, const ffi::AnyBuffer& meta,
+                          ffi::Result<ffi::AnyBuffer>& nodes_out,
+                          ffi::Result<ffi::AnyBuffer>& fitness_out,
+                          ffi::Result<ffi::AnyBuffer>& table_out,
+                          ffi::Result<ffi::AnyBuffer>& meta_out, const char* who, Fn&& fn) {
+  CopyIn(nodes, nodes_out);
+  CopyIn(fitness, fitness_out);
+  CopyIn(table, table_out);
+  CopyIn(meta, meta_out);
+  if (fitness.element_type() == ffi::DataType::F32) {
+    fn(MakeCache<float>(nodes_out, fitness_out, table_out, meta_out), float{});
+  } else if (fitness.element_type() == ffi::DataType::F64) {
+    fn(MakeCache<double>(nodes_out, fitness_out, table_out, meta_out), double{});
+  } else {
+    return ffi::Error::InvalidArgument(std::string(who) + ": fitness must be f32 or f64");
+  }
+  return ffi::Error::Success();
+}
+
 ffi::Error LookupImpl(ffi::AnyBuffer nodes, ffi::AnyBuffer fitness, ffi::AnyBuffer table,
                       ffi::AnyBuffer meta, ffi::AnyBuffer hashes, int64_t cache_size,
                       int64_t forget_every, ffi::Result<ffi::AnyBuffer> nodes_out,
@@ -328,22 +351,14 @@ ffi::Error LookupImpl(ffi::AnyBuffer nodes, ffi::AnyBuffer fitness, ffi::AnyBuff
       cached->element_count() != num || cached->element_type() != fitness.element_type()) {
     return ffi::Error::InvalidArgument("evojax_zero fec_lookup: hashes / results mismatch");
   }
-  CopyIn(nodes, nodes_out);
-  CopyIn(fitness, fitness_out);
-  CopyIn(table, table_out);
-  CopyIn(meta, meta_out);
   const auto* h = static_cast<const uint32_t*>(hashes.untyped_data());
   auto* src = static_cast<int32_t*>(source->untyped_data());
-  if (fitness.element_type() == ffi::DataType::F32) {
-    Lookup(MakeCache<float>(nodes_out, fitness_out, table_out, meta_out), h, num, cache_size,
-           forget_every, src, static_cast<float*>(cached->untyped_data()));
-  } else if (fitness.element_type() == ffi::DataType::F64) {
-    Lookup(MakeCache<double>(nodes_out, fitness_out, table_out, meta_out), h, num, cache_size,
-           forget_every, src, static_cast<double*>(cached->untyped_data()));
-  } else {
-    return ffi::Error::InvalidArgument("evojax_zero fec_lookup: fitness must be f32 or f64");
-  }
-  return ffi::Error::Success();
+  return OnCacheResults(nodes, fitness, table, meta, nodes_out, fitness_out, table_out, meta_out,
+                        "evojax_zero fec_lookup", [&](auto cache, auto tag) {
+                          using F = decltype(tag);
+                          Lookup(cache, h, num, cache_size, forget_every, src,
+                                 static_cast<F*>(cached->untyped_data()));
+                        });
 }
 
 ffi::Error FillImpl(ffi::AnyBuffer nodes, ffi::AnyBuffer fitness, ffi::AnyBuffer table,
@@ -359,22 +374,14 @@ ffi::Error FillImpl(ffi::AnyBuffer nodes, ffi::AnyBuffer fitness, ffi::AnyBuffer
       per_task.element_type() != fitness.element_type()) {
     return ffi::Error::InvalidArgument("evojax_zero fec_fill: hashes / source / fitness mismatch");
   }
-  CopyIn(nodes, nodes_out);
-  CopyIn(fitness, fitness_out);
-  CopyIn(table, table_out);
-  CopyIn(meta, meta_out);
   const auto* h = static_cast<const uint32_t*>(hashes.untyped_data());
   const auto* src = static_cast<const int32_t*>(source.untyped_data());
-  if (fitness.element_type() == ffi::DataType::F32) {
-    Fill(MakeCache<float>(nodes_out, fitness_out, table_out, meta_out), h, src,
-         static_cast<const float*>(per_task.untyped_data()), num);
-  } else if (fitness.element_type() == ffi::DataType::F64) {
-    Fill(MakeCache<double>(nodes_out, fitness_out, table_out, meta_out), h, src,
-         static_cast<const double*>(per_task.untyped_data()), num);
-  } else {
-    return ffi::Error::InvalidArgument("evojax_zero fec_fill: fitness must be f32 or f64");
-  }
-  return ffi::Error::Success();
+  return OnCacheResults(nodes, fitness, table, meta, nodes_out, fitness_out, table_out, meta_out,
+                        "evojax_zero fec_fill", [&](auto cache, auto tag) {
+                          using F = decltype(tag);
+                          Fill(cache, h, src, static_cast<const F*>(per_task.untyped_data()),
+                               num);
+                        });
 }
 
 }  // namespace
