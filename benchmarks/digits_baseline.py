@@ -119,8 +119,10 @@ def main():
     p.add_argument("--out", default=None, help="search output directory")
     a = p.parse_args()
 
-    from evojax_zero import algorithms, experiment, tasks
-    from evojax_zero.program import from_text, to_text
+    from evojax_zero import experiment
+    from evojax_zero.program import tasks
+    from evojax_zero.program.programs import from_text, to_text
+    from evojax_zero.search import initial as algorithms
 
     cfg = experiment.preset("digits", max_train_steps=a.max_train_steps,
                             population_size=a.population_size, batch_size=a.batch_size)

@@ -23,9 +23,9 @@ import time  # noqa: E402
 import jax  # noqa: E402
 
 from evojax_zero import program as P  # noqa: E402
-from evojax_zero import tasks as T  # noqa: E402
-from evojax_zero.evaluator import EvalConfig, Evaluator  # noqa: E402
-from evojax_zero.mutation import MutationConfig, random_program  # noqa: E402
+from evojax_zero.evaluate.evaluator import EvalConfig, Evaluator  # noqa: E402
+from evojax_zero.program import tasks as T  # noqa: E402
+from evojax_zero.search.mutation import MutationConfig, random_program  # noqa: E402
 
 # (program, task) evaluations per CPU-second of the C++ reference (contract section 6).
 REFERENCE_EVALS_PER_CPU_S = {"demo": 134_000, "linear": 226_000, "nonlinear": 11_500,

@@ -29,7 +29,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from evojax_zero import program as P  # noqa: E402
-from evojax_zero.ops import FIRST_OUT_ADDRESS, OP_SPECS, Kind  # noqa: E402
+from evojax_zero.program.ops import FIRST_OUT_ADDRESS, OP_SPECS, Kind  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location(
     "_bench_evaluator", os.path.join(os.path.dirname(os.path.abspath(__file__)), "evaluator.py"))
@@ -79,7 +79,7 @@ def _time(fn, repeats: int):
 
 
 def measure(name, backend, threads, progs, repeats, dtype, tasks, spec, sizes):
-    from evojax_zero.evaluator import EvalConfig, Evaluator
+    from evojax_zero.evaluate.evaluator import EvalConfig, Evaluator
 
     if threads is not None:
         os.environ["EVOJAX_ZERO_NUM_THREADS"] = str(threads)

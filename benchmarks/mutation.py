@@ -27,8 +27,8 @@ def main():
     a = p.parse_args()
 
     from evojax_zero import experiment
-    from evojax_zero.mutation import mutate
-    from evojax_zero.search import Search
+    from evojax_zero.search.loop import Search
+    from evojax_zero.search.mutation import mutate
 
     cfg = experiment.preset(a.preset)
     c = cfg.search

@@ -52,7 +52,7 @@ def time_to_solution(seeds, population_size, batch_size, max_experiments, fec=Tr
 
 def speed(preset, generations, population_size, batch_size):
     from evojax_zero import experiment
-    from evojax_zero.search import Search
+    from evojax_zero.search.loop import Search
 
     for fec in (True, False):
         cfg = experiment.preset(preset, population_size=population_size,

@@ -1,7 +1,7 @@
-"""``python -m evojax_zero``: see :mod:`evojax_zero.cli`."""
+"""``python -m evojax_zero``: see :mod:`evojax_zero.experiment.cli`."""
 
 import sys
 
-from evojax_zero.cli import main
+from evojax_zero.experiment.cli import main
 
 sys.exit(main())

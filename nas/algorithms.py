@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from evojax_zero.engine import EvolutionState
-from evojax_zero.engine import RegularizedEvolution as _EvolutionEngine
+from evojax_zero.engine.regularized import EvolutionState
+from evojax_zero.engine.regularized import RegularizedEvolution as _EvolutionEngine
 from nas.arch_params import ArchDistribution
 from nas.space import DNA, Space
 

@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from evojax_zero.ops import Op
+from evojax_zero.program.ops import Op
 
 MINUS_TWO_OVER_PI = -0.63661977236758138243
 RMS_ERROR = "rms_error"
@@ -386,7 +386,7 @@ def flip_and_squash(r: float) -> float:
 def _as_lists(program) -> dict:
     if isinstance(program, dict):
         return {fn: [list(i) for i in program.get(fn, [])] for fn in ("setup", "predict", "learn")}
-    from evojax_zero.program import to_lists
+    from evojax_zero.program.programs import to_lists
 
     return to_lists(program)
 
@@ -396,7 +396,7 @@ def _get(task, name):
 
 
 def task_arrays(tasks, t: int) -> dict:
-    """Task ``t`` of an ``evojax_zero.tasks.Tasks`` batch as a dict of float64 numpy arrays."""
+    """Task ``t`` of a ``Tasks`` batch as a dict of float64 numpy arrays."""
     return dict(
         train_x=np.asarray(tasks.train_x[t], np.float64),
         train_y=np.asarray(tasks.train_y[t], np.float64),

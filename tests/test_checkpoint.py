@@ -63,7 +63,7 @@ def test_interrupted_and_resumed_twice_matches_uninterrupted(tmp_path):
     ref = experiment.run(cfg, 3, **quiet)
     ckpt = str(tmp_path / "ckpt")
     for stop in (2, 4):
-        with pytest.raises(experiment._Stopped):
+        with pytest.raises(experiment.RunInterrupted):
             experiment.run(cfg, 3, checkpoint_dir=ckpt, stop_after_generations=stop, **quiet)
     res = experiment.run(cfg, 3, checkpoint_dir=ckpt, **quiet)
     assert res.experiments == ref.experiments == 2

@@ -20,7 +20,7 @@ import reference_interpreter as ri
 from reference_interpreter import LINEAR_ALGORITHM, make_task
 
 from evojax_zero import program as P
-from evojax_zero import tasks as T
+from evojax_zero.program import tasks as T
 
 _EVALUATORS: dict = {}
 
@@ -40,7 +40,7 @@ DEFAULT_BACKEND = os.environ.get("EVOJAX_CONFORMANCE_BACKEND", "auto")
 
 def evaluator(spec, config, precision: str, backend: str | None = None):
     backend = DEFAULT_BACKEND if backend is None else backend
-    from evojax_zero.evaluator import Evaluator
+    from evojax_zero.evaluate.evaluator import Evaluator
 
     key = (spec, config, precision, backend)
     if key not in _EVALUATORS:
@@ -64,7 +64,7 @@ def to_tasks(task_dicts, precision: str) -> T.Tasks:
 def evaluate(spec, programs, task_dicts, precision="float64", config=None, backend=None,
              key=0):
     """Trace of the evaluator for plain-list programs on task dicts, as numpy arrays."""
-    from evojax_zero.evaluator import EvalConfig
+    from evojax_zero.evaluate.evaluator import EvalConfig
 
     config = EvalConfig() if config is None else config
     ev = evaluator(spec, config, precision, backend)
@@ -76,7 +76,7 @@ def evaluate(spec, programs, task_dicts, precision="float64", config=None, backe
 
 def reference(spec, program, task, precision="float64", config=None, sum_order="sequential",
               sampler=None):
-    from evojax_zero.evaluator import EvalConfig
+    from evojax_zero.evaluate.evaluator import EvalConfig
 
     config = EvalConfig() if config is None else config
     return ri.run(program, task, spec.num_scalars, spec.num_vectors, spec.num_matrices,
@@ -138,8 +138,8 @@ def differences(ref: ri.Result, tr, p: int, t: int, rtol: float, atol: float,
 
 import pytest  # noqa: E402
 
-from evojax_zero.evaluator import EvalConfig  # noqa: E402
-from evojax_zero.ops import Op as O  # noqa: E402
+from evojax_zero.evaluate.evaluator import EvalConfig  # noqa: E402
+from evojax_zero.program.ops import Op as O  # noqa: E402
 
 PRECISIONS = ["float64", "float32"]
 SQUASH = 2.0 / math.pi

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from evojax_zero.engine import RegularizedEvolution
+from evojax_zero.engine.regularized import RegularizedEvolution
 
 
 def _add_one(key, genome):

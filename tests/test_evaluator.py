@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from evojax_zero import program as P
-from evojax_zero import tasks as T
-from evojax_zero.evaluator import EvalConfig, Evaluator, epoch_schedule
+from evojax_zero.evaluate.evaluator import EvalConfig, Evaluator, epoch_schedule
+from evojax_zero.program import tasks as T
 
 SPEC = P.ProgramSpec(setup_ops=[56], predict_ops=[27], learn_ops=[2, 3, 18, 23],
                      max_setup_size=5, max_predict_size=1, max_learn_size=4)
@@ -159,8 +159,9 @@ def test_eight_devices_match_one_device():
     code = textwrap.dedent("""
         import jax, numpy as np
         from jax.sharding import NamedSharding, PartitionSpec as PS
-        from evojax_zero import program as P, tasks as T
-        from evojax_zero.evaluator import Evaluator
+        from evojax_zero import program as P
+        from evojax_zero.program import tasks as T
+        from evojax_zero.evaluate.evaluator import Evaluator
         import tests.test_evaluator as t
         assert len(jax.devices()) == 8
         progs = P.stack([t.linear_program(lr) for lr in np.linspace(-0.1, 0.3, 16)])

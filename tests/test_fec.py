@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from evojax_zero import fec
+from evojax_zero.search import fec
 
 
 def test_std_hash_double_matches_libstdcxx():

@@ -6,8 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from evojax_zero import experiment, fec, fec_device, tasks
+from evojax_zero import experiment
 from evojax_zero import search as search_mod
+from evojax_zero.program import tasks
+from evojax_zero.search import fec
+from evojax_zero.search import fec_native as fec_device
 
 pytestmark = pytest.mark.skipif(not fec_device.supported(),
                                 reason="native backend (CPU) unavailable")

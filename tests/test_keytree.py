@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from evojax_zero import keytree as kt
+from evojax_zero.engine import keytree as kt
 
 BOUNDS = [(0, 1), (0, 2), (0, 3), (0, 7), (3, 10), (5, 5), (5, 2), (0, 1000), (-4, 4),
           (0, 2**31 - 1)]

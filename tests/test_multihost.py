@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from evojax_zero import distributed
+from evojax_zero.search import distributed
 
 
 def test_initialize_only_when_the_environment_asks(monkeypatch):
@@ -30,7 +30,8 @@ def test_initialize_only_when_the_environment_asks(monkeypatch):
 
 
 def test_cli_calls_maybe_initialize(monkeypatch):
-    from evojax_zero import cli, experiment
+    from evojax_zero import experiment
+    from evojax_zero.experiment import cli
 
     seen = []
     monkeypatch.setattr(distributed, "maybe_initialize", lambda: seen.append(1) or False)
@@ -43,8 +44,9 @@ def test_cli_calls_maybe_initialize(monkeypatch):
 
 SCRIPT = r"""
 import json, jax, numpy as np
-from evojax_zero import distributed, experiment
-from evojax_zero.search import Search
+from evojax_zero.search import distributed
+from evojax_zero import experiment
+from evojax_zero.search.loop import Search
 mesh = distributed.population_mesh(8)
 cfg = experiment.preset("linear", population_size=16, batch_size=8, fec=False).search
 t = experiment.TaskSpec("linear", 2, 20, 10).build(None)

@@ -12,10 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evojax_zero import algorithms, mutation
 from evojax_zero import program as P
-from evojax_zero.mutation import MutationConfig, MutationType
-from evojax_zero.ops import Op
+from evojax_zero.program.ops import Op
+from evojax_zero.search import initial as algorithms
+from evojax_zero.search import mutation
+from evojax_zero.search.mutation import MutationConfig, MutationType
 
 DEMO_OPS = (56, 27, 2, 3, 18, 23)
 DEMO_SPEC = P.ProgramSpec(4, 3, 1, 4, setup_ops=DEMO_OPS, predict_ops=DEMO_OPS,
@@ -294,7 +295,7 @@ def test_mutate_is_deterministic_and_does_not_recompile(wide_full):
 
 def test_children_are_those_of_saved_experiments():
     """Same key, same children: these figures are the children's before mutations drew
-    their random numbers level by level (evojax_zero.keytree); a change here means saved
+    their random numbers level by level (evojax_zero.engine.keytree); a change here means saved
     experiments no longer reproduce (or JAX changed its random numbers)."""
     expected = {"demo": ("b90b20315f560a25", 254.86871430836618, -199.1756827607751),
                 "wide": ("0c680012f9578024", 48.969897747039795, 173.331140935421)}
@@ -360,14 +361,14 @@ def test_random_population_uses_allowed_ops_and_sizes(demo_population):
 
 
 def _evaluate(spec, prog, tasks):
-    from evojax_zero.evaluator import EvalConfig, Evaluator
+    from evojax_zero.evaluate.evaluator import EvalConfig, Evaluator
 
     ev = Evaluator(spec, EvalConfig())
     return np.asarray(ev.per_task(P.stack([prog]), tasks, jax.random.key(0)))[0]
 
 
 def test_linear_algorithm_solves_linear_tasks():
-    from evojax_zero import tasks
+    from evojax_zero.program import tasks
 
     spec = P.ProgramSpec(4, 3, 1, 4, setup_ops=(56,), predict_ops=(27,),
                          learn_ops=(2, 3, 18, 23), max_setup_size=5, max_predict_size=1,
@@ -378,7 +379,7 @@ def test_linear_algorithm_solves_linear_tasks():
 
 
 def test_neural_net_learns_teacher_task_and_damaged_net_does_not():
-    from evojax_zero import tasks
+    from evojax_zero.program import tasks
 
     spec = _nonlinear_spec()
     t = tasks.teacher_regression(1, 4, 1000, 100)

@@ -28,8 +28,8 @@ from test_conformance_properties import ALL_SPEC, check_batch, random_program
 
 from evojax_zero import native
 from evojax_zero import program as P
-from evojax_zero.evaluator import EvalConfig
-from evojax_zero.ops import FIRST_OUT_ADDRESS, NUM_OPS, OP_SPECS, Kind
+from evojax_zero.evaluate.evaluator import EvalConfig
+from evojax_zero.program.ops import FIRST_OUT_ADDRESS, NUM_OPS, OP_SPECS, Kind
 
 pytestmark = pytest.mark.skipif(not native.available(),
                                 reason=f"native backend unavailable: {native.why_unavailable()}")
@@ -100,7 +100,7 @@ def test_constant_predictor_closed_form(precision):
 
 @pytest.mark.parametrize("precision", ["float64", "float32"])
 def test_linear_sgd_matches_reference(precision):
-    from evojax_zero import tasks as T
+    from evojax_zero.program import tasks as T
 
     tasks = T.linear_regression(num_tasks=3, num_train=200, num_valid=20, num_epochs=3)
     dicts = [dict(train_x=np.asarray(tasks.train_x[t]), train_y=np.asarray(tasks.train_y[t]),
@@ -220,7 +220,7 @@ def _run_trace(programs, tasks, key, threads):
 
 @pytest.fixture(scope="module")
 def random_setup():
-    from evojax_zero import tasks as T
+    from evojax_zero.program import tasks as T
 
     with jax.enable_x64(True):
         progs = P.stack([P.from_lists(RAND_SPEC, **p) for p in _random_ops_population()])
@@ -282,7 +282,7 @@ def test_jit_and_vmap(random_setup):
 
 
 def test_evaluator_native_matches_direct_call(random_setup):
-    from evojax_zero.evaluator import Evaluator
+    from evojax_zero.evaluate.evaluator import Evaluator
 
     progs, tasks = random_setup
     with jax.enable_x64(True):
@@ -326,8 +326,8 @@ def test_feature_size_mismatch_is_a_value_error():
 def test_unloadable_library_is_reported_and_auto_falls_back(tmp_path):
     code = (
         "from evojax_zero import native\n"
-        "from evojax_zero.evaluator import Evaluator\n"
-        "from evojax_zero.program import ProgramSpec\n"
+        "from evojax_zero.evaluate.evaluator import Evaluator\n"
+        "from evojax_zero.program.programs import ProgramSpec\n"
         "assert not native.available()\n"
         "print('WHY', native.why_unavailable())\n"
         "spec = ProgramSpec(setup_ops=[56], predict_ops=[27], learn_ops=[1])\n"

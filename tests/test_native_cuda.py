@@ -30,9 +30,9 @@ from test_conformance_properties import ALL_SPEC, TOLERANCES, random_program, ra
 
 from evojax_zero import native
 from evojax_zero import program as P
-from evojax_zero.evaluator import EvalConfig
+from evojax_zero.evaluate.evaluator import EvalConfig
 from evojax_zero.native import build_cuda, cuda
-from evojax_zero.ops import NUM_OPS
+from evojax_zero.program.ops import NUM_OPS
 
 EMU_FITNESS = "evojax_zero_cuda_emu_fitness"
 EMU_TRACE = "evojax_zero_cuda_emu_trace"

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evojax_zero import program as P
-from evojax_zero.ops import FIRST_OUT_ADDRESS, NUM_OPS, OP_SPECS, Kind, Op
+from evojax_zero.program.ops import FIRST_OUT_ADDRESS, NUM_OPS, OP_SPECS, Kind, Op
 
 ALL = list(range(NUM_OPS))
 SPEC = P.ProgramSpec(num_scalars=5, num_vectors=4, num_matrices=3, feature_size=4,

@@ -13,7 +13,7 @@ import pytest
 import reference_interpreter as ri
 from reference_interpreter import LINEAR_ALGORITHM, make_task
 
-from evojax_zero.ops import NUM_OPS, Op
+from evojax_zero.program.ops import NUM_OPS, Op
 
 SQUASH = 2.0 / math.pi
 
@@ -537,7 +537,7 @@ def test_linear_sgd_by_hand_two_steps():
 
 
 def test_linear_sgd_solves_linear_regression():
-    from evojax_zero import tasks as T
+    from evojax_zero.program import tasks as T
 
     ts = T.linear_regression(num_tasks=2, num_train=1000, num_valid=100, dtype=np.float32)
     for t in range(2):
@@ -550,7 +550,7 @@ def test_linear_sgd_solves_linear_regression():
 
 def _regen_linear(t):
     # float64 copies of the linear task (the Tasks above are float32 outside x64 mode).
-    from evojax_zero import tasks as T
+    from evojax_zero.program import tasks as T
 
     w = np.random.default_rng(T.DEFAULT_PARAM_SEEDS[t] + 997958712).standard_normal(4)
     x = np.random.default_rng(T.DEFAULT_DATA_SEEDS[t] + 939723201).standard_normal((1100, 4))

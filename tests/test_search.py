@@ -4,9 +4,12 @@ import jax
 import numpy as np
 import pytest
 
-from evojax_zero import algorithms, analysis, experiment, tasks
+from evojax_zero import experiment
 from evojax_zero import program as P
-from evojax_zero.search import Search
+from evojax_zero.evaluate import analysis
+from evojax_zero.program import tasks
+from evojax_zero.search import initial as algorithms
+from evojax_zero.search.loop import Search
 
 LIN_SPEC = P.ProgramSpec(4, 3, 1, 4, setup_ops=(56,), predict_ops=(27,),
                          learn_ops=(2, 3, 18, 23), max_setup_size=5, max_predict_size=1,
@@ -70,7 +73,7 @@ def test_export_linear_matches_numpy_sgd():
 
 
 def test_progress_line_format():
-    from evojax_zero.search import progress_line
+    from evojax_zero.search.loop import progress_line
 
     line = progress_line(1000, 12.4, {"mean": 0.5, "stdev": 0.25, "best": 0.75})
     assert line == ("indivs=1000, elapsed_secs=12, mean=0.500000, stdev=0.250000, "

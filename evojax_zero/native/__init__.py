@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from evojax_zero.native import build as _build
+from evojax_zero.program.fitness import flip_and_squash
 
 __all__ = ["available", "why_unavailable", "library_path", "evaluate", "trace", "TRACE_FIELDS",
            "fec_hash", "fec_lookup", "fec_fill"]
@@ -253,8 +254,6 @@ def _fitness(score, accuracy: bool, num_valid_total: int):
     backends agree bit for bit wherever the programs' own arithmetic does. Jitted, so an
     eager call fuses (and rounds) like a call inside jit.
     """
-    from evojax_zero.interpreter import flip_and_squash
-
     dtype = score.dtype
     if accuracy:
         fit = 1.0 - score / num_valid_total
@@ -327,13 +326,13 @@ def trace(spec, config, programs, tasks, keys) -> dict:
 
 
 # ---------------------------------------------------------------------------------------
-# Functional equivalence checking (fec.cc); the cache state is evojax_zero.fec_device's.
+# Functional equivalence checking (fec.cc); the cache state is evojax_zero.search.fec_native's.
 # ---------------------------------------------------------------------------------------
 
 
 def fec_hash(train_error, valid_error, max_abs_error: float, num_train_examples: int):
     """WellMixedHash of every (program, task) pre-run as uint32 [B, T, 2] (low, high words):
-    exactly ``evojax_zero.fec.batch_hash`` with ``recorded_masks`` and task index = t."""
+    exactly ``evojax_zero.search.fec.batch_hash`` with ``recorded_masks`` and task index = t."""
     B, T = train_error.shape[:2]
     call = jax.ffi.ffi_call("evojax_zero_fec_hash",
                             jax.ShapeDtypeStruct((B, T, 2), jnp.uint32),

@@ -33,6 +33,7 @@ import threading
 import jax
 
 from evojax_zero.native import TRACE_FIELDS, _evaluate, _trace  # same operands and fitness
+from evojax_zero.native import _cache_dir as _native_cache_dir
 from evojax_zero.native import build_cuda as _build
 
 __all__ = ["available", "why_unavailable", "library_path", "evaluate", "trace", "TRACE_FIELDS"]
@@ -54,9 +55,7 @@ def _cuda_backend_problem() -> str:
 
 
 def _cache_dir() -> str:
-    from evojax_zero import native
-
-    return native._cache_dir()
+    return _native_cache_dir()
 
 
 def _load(path: str) -> tuple[ctypes.CDLL | None, str]:

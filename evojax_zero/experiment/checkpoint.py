@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from evojax_zero.search import SearchState
+from evojax_zero.search.loop import SearchState
 
 
 def _device_tree(state: SearchState):

@@ -1,7 +1,7 @@
 """Command line: ``python -m evojax_zero run demo --seed 0`` (or ``evojax-zero run ...``).
 
 ``run`` takes a preset name (demo, linear, nonlinear, digits) or a JSON/YAML config file
-(see ``evojax_zero.experiment.load_config``); ``--set key=value`` overrides preset
+(see ``evojax_zero.experiment.runner.load_config``); ``--set key=value`` overrides preset
 settings (population_size, batch_size, max_train_steps, ...).
 """
 
@@ -35,7 +35,8 @@ def main(argv=None) -> int:
     r.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    from evojax_zero import distributed, experiment
+    from evojax_zero import experiment
+    from evojax_zero.search import distributed
 
     # Multi-host: only when the environment asks (docs/multihost.md); before any JAX call.
     distributed.maybe_initialize()

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from evojax_zero import keytree
+from evojax_zero.engine import keytree
 
 Genome = Any  # a pytree with a leading population axis
 MutateFn = Callable[[jax.Array, Genome], Genome]  # (key, one genome) -> one genome
@@ -99,7 +99,7 @@ class RegularizedEvolution:
             mutate: MutateFn) -> tuple[Genome, jax.Array]:
         """B children (leading axis B) and their parents' indices. The keys are those of
         ``k_sel, k_mut = split(key)``, ``select_parents(k_sel)``, ``split(k_mut, B)``,
-        drawn together (``evojax_zero.keytree``: same numbers, a fraction of the cost)."""
+        drawn together (``evojax_zero.engine.keytree``: same numbers, a fraction of the cost)."""
         tree = keytree.KeyTree(key)
         k_sel, k_mut = tree.root.split(2)
         d = tree.run({"sel": self._draws(k_sel), "keys": k_mut.split_vec(self.batch_size).keys()})

@@ -6,17 +6,18 @@ this is the reference's algorithm; a *generation* is ``P / B`` steps (``P`` eval
 and the train-step budget is checked between generations, as the reference does.
 
 Without FEC a whole generation is one jitted ``lax.scan``. With FEC on the native backend
-it is one too: the cache is a pytree of arrays (``evojax_zero.fec_device``) threaded through
+it is one too: the cache is a pytree of arrays (``evojax_zero.search.fec_native``) threaded through
 the scan, and each step is ask -> pre-run trace -> native hash and LRU lookup -> evaluation
 of only the programs with a miss (compacted, in chunks, inside a ``fori_loop`` with a
 dynamic trip count) -> native fill -> tell. Elsewhere (the XLA backend) the FEC cache lives
-on the host (``evojax_zero.fec``) and each step is jitted ask + pre-run trace -> host hash
+on the host (``evojax_zero.search.fec``) and each step is jitted ask + pre-run trace -> host hash
 and lookup -> jitted evaluation of the misses -> jitted tell. Both give the same results.
 
 The search state is a pytree (:class:`SearchState`) plus host counters
-(:class:`SearchCounters`) and, with FEC, the cache (device or host); ``evojax_zero.checkpoint``
-saves all three. Train steps are counted as the reference's budget does, except that an
-early-stopped full run counts its requested steps (slightly conservative).
+(:class:`SearchCounters`) and, with FEC, the cache (device or host);
+``evojax_zero.experiment.checkpoint`` saves all three. Train steps are counted as the
+reference's budget does, except that an early-stopped full run counts its requested steps
+(slightly conservative).
 """
 
 from __future__ import annotations
@@ -30,28 +31,17 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from evojax_zero import algorithms, fec_device
-from evojax_zero.distributed import to_host
-from evojax_zero.engine import EvolutionState, RegularizedEvolution
-from evojax_zero.evaluator import EvalConfig, Evaluator
-from evojax_zero.fec import FECCache, FECConfig, batch_hash, recorded_masks
-from evojax_zero.mutation import MutationConfig, mutate
-from evojax_zero.program import Program, ProgramSpec
-from evojax_zero.tasks import Tasks
+from evojax_zero.engine.regularized import EvolutionState, RegularizedEvolution
+from evojax_zero.evaluate.evaluator import EvalConfig, Evaluator
+from evojax_zero.program.programs import Program, ProgramSpec
+from evojax_zero.program.tasks import Tasks
+from evojax_zero.search import fec_native as fec_device
+from evojax_zero.search import initial as algorithms
+from evojax_zero.search.distributed import to_host
+from evojax_zero.search.fec import FECCache, FECConfig, batch_hash, recorded_masks
+from evojax_zero.search.mutation import MutationConfig, mutate
 
 FEC_SEED = 235732282  # the reference reseeds the FEC pre-run generator to this
-
-
-def _prerun_backend(backend: str) -> str:
-    """Backend of the FEC pre-run trace: the search's, when its trace reports train steps
-    (the native kernel's does from the version that added them), else XLA."""
-    if backend == "xla":
-        return "xla"
-    try:
-        from evojax_zero import native
-    except ImportError:
-        return "xla"
-    return backend if "train_steps" in getattr(native, "TRACE_FIELDS", ()) else "xla"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +97,7 @@ class SearchCounters:
 
 class DeviceFECCache:
     """The FEC cache of a fused search: a :class:`fec_device.FECState` plus host counters,
-    with :class:`evojax_zero.fec.FECCache`'s checkpoint interface."""
+    with :class:`evojax_zero.search.fec.FECCache`'s checkpoint interface."""
 
     def __init__(self, cache_size: int, forget_every: int):
         self.cache_size = cache_size
@@ -318,7 +308,7 @@ class _Kernels:
             f = config.fec
             self.prerun = Evaluator(config.spec, EvalConfig(
                 num_train_examples=f.num_train_examples, num_valid_examples=f.num_valid_examples,
-                max_abs_error=config.max_abs_error), _prerun_backend(config.backend))
+                max_abs_error=config.max_abs_error), config.backend)
         B = config.batch_size
         self.chunk = next(c for c in range(max(1, B // 8), B + 1) if B % c == 0)
         self.steps_per_generation = config.population_size // B

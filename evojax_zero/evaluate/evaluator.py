@@ -23,9 +23,12 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from evojax_zero.interpreter import FunctionRunner, Memory, flip_and_squash, sigmoid, zero_memory
-from evojax_zero.program import Program, ProgramSpec
-from evojax_zero.tasks import ACCURACY, RMS_ERROR, Tasks
+from evojax_zero import native
+from evojax_zero.evaluate.interpreter import FunctionRunner, Memory, sigmoid, zero_memory
+from evojax_zero.native import cuda
+from evojax_zero.program.fitness import flip_and_squash
+from evojax_zero.program.programs import Program, ProgramSpec
+from evojax_zero.program.tasks import ACCURACY, RMS_ERROR, Tasks
 
 COMBINE_MODES = ("mean", "median")
 BACKENDS = ("auto", "xla", "native", "cuda")
@@ -107,19 +110,13 @@ class Evaluator:
         if backend == "cuda":
             # The CUDA kernel is opt-in: "auto" does not pick it until it has been validated
             # on GPU hardware (docs/evaluator.md).
-            from evojax_zero.native import cuda
-
             if not cuda.available():
                 raise ValueError(f"backend='cuda' is unavailable: {cuda.why_unavailable()}")
             return "cuda"
-        try:
-            from evojax_zero import native
-        except ImportError:
-            native = None
-        native_ok = native is not None and native.available()
+        native_ok = native.available()
         if backend == "native":
             if not native_ok:
-                reason = native.why_unavailable() if native is not None else "not installed"
+                reason = native.why_unavailable()
                 raise ValueError(f"backend='native' is unavailable: {reason}")
             return "native"
         return "native" if native_ok and jax.default_backend() == "cpu" else "xla"
@@ -190,14 +187,10 @@ class Evaluator:
 
     def _evaluate(self, programs: Program, tasks: Tasks, keys: jax.Array, record: bool) -> Trace:
         if self.backend in ("native", "cuda"):
-            if self.backend == "native":
-                from evojax_zero import native
-            else:
-                from evojax_zero.native import cuda as native
-
+            kernel = native if self.backend == "native" else cuda
             if record:
-                return Trace(**native.trace(self.spec, self.config, programs, tasks, keys))
-            fitness = native.evaluate(self.spec, self.config, programs, tasks, keys)
+                return Trace(**kernel.trace(self.spec, self.config, programs, tasks, keys))
+            fitness = kernel.evaluate(self.spec, self.config, programs, tasks, keys)
             return Trace(fitness, *([None] * 7))
         dtype = programs.setup.data.dtype
         task_arrays = (tasks.train_x.astype(dtype), tasks.train_y.astype(dtype),

@@ -14,13 +14,13 @@ count reaches ``forget_every`` (0 = never); the least recently used entry is evi
 more than ``cache_size`` entries are held. The cache is rebuilt for every experiment.
 
 **Where the cache lives.** With the native backend, the same hash and cache run as custom
-calls on a device-array cache inside the jitted generation (``evojax_zero.fec_device``,
+calls on a device-array cache inside the jitted generation (``evojax_zero.search.fec_native``,
 tested equal to this module). Otherwise, and as the specification, on the host: hashes are
 computed on the host in NumPy
 ``uint64`` (exact reference bits, no ``jax_enable_x64`` needed) and the cache is a
 Python ``OrderedDict``. Only the short pre-run trace (B x T x 20 floats) crosses to the
 host per step, and the full evaluation runs only for programs with at least one miss
-(compacted, in chunks, see ``evojax_zero.search``). Lookups inside a batch are resolved in
+(compacted, in chunks, see ``evojax_zero.search.loop``). Lookups inside a batch are resolved in
 the reference's sequential order (child by child, task by task): the cache's structural
 evolution (insert, move-to-front, forget, LRU eviction) does not depend on fitness values,
 so a later child that hits an entry inserted by an earlier child of the same batch gets

@@ -1,6 +1,6 @@
 """The FEC cache as device arrays, for searches that run FEC inside one jitted scan.
 
-Same semantics as :class:`evojax_zero.fec.FECCache` (the reference's ``fec_cache.cc``); the
+Same semantics as :class:`evojax_zero.search.fec.FECCache` (the reference's ``fec_cache.cc``); the
 hashing, lookup and fill run as native custom calls (``evojax_zero/native/fec.cc``) on an
 explicit state pytree, :class:`FECState`, so a whole generation with FEC is one jitted
 ``lax.scan`` and no fitness crosses to the host per step. The state converts to and from

@@ -11,7 +11,7 @@ remove shift rows inside the fixed-length arrays and keep NO_OP padding; random 
 are made with ``jnp.where`` / ``lax.switch``. Every result passes ``program.validate``.
 The random numbers are those of plain ``jax.random`` calls on a fixed tree of keys, but
 all of a child's draws are declared first and evaluated level by level
-(``evojax_zero.keytree``): bit-identical, and several times cheaper on CPU.
+(``evojax_zero.engine.keytree``): bit-identical, and several times cheaper on CPU.
 
 Random instructions (``Instruction(op, rand_gen)`` in the reference): op uniform from the
 function's allowed list; inputs uniform in [0,S)/[0,V)/[0,M), outputs in [1,S)/[1,V)/[0,M);
@@ -31,9 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from evojax_zero import keytree as kt
-from evojax_zero.ops import FIRST_OUT_ADDRESS, NUM_OPS, OP_SPECS, Kind, Op, as_op
-from evojax_zero.program import FUNCTION_NAMES, Function, Program, ProgramSpec
+from evojax_zero.engine import keytree as kt
+from evojax_zero.program.ops import FIRST_OUT_ADDRESS, NUM_OPS, OP_SPECS, Kind, Op, as_op
+from evojax_zero.program.programs import FUNCTION_NAMES, Function, Program, ProgramSpec, empty
 
 
 class MutationType(enum.IntEnum):
@@ -571,8 +571,6 @@ def random_program(key: jax.Array, spec: ProgramSpec, config: MutationConfig,
                    sizes: Sequence[int]) -> Program:
     """The reference's RANDOM_ALGORITHM: functions of the given sizes filled with random
     instructions from each function's allowed ops (frozen functions stay all NO_OP)."""
-    from evojax_zero.program import empty
-
     prog = empty(spec, sizes=sizes)
     mutable = config.mutable_functions
     if not mutable:
@@ -616,13 +614,3 @@ def _unstack_functions(program: Program, stacked: Function, config: MutationConf
         out[fn] = Function(op=stacked.op[j, :L], addr=stacked.addr[j, :L],
                            data=stacked.data[j, :L], size=stacked.size[j])
     return Program(**out)
-
-
-def make_mutate_fn(config: MutationConfig, spec: ProgramSpec):
-    """``(key, program) -> program`` closure for the evolution engine (checks eagerly)."""
-    config.check(spec)
-
-    def fn(key, program):
-        return mutate(key, program, config, spec)
-
-    return fn

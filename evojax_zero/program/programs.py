@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from evojax_zero.ops import (
+from evojax_zero.program.ops import (
     FIRST_OUT_ADDRESS,
     KIND_PREFIX,
     NUM_OPS,
@@ -29,6 +29,7 @@ from evojax_zero.ops import (
     Kind,
     Op,
     as_op_list,
+    op_from_name,
 )
 
 FUNCTION_NAMES = ("setup", "predict", "learn")
@@ -50,7 +51,7 @@ class ProgramSpec:
 
     ``setup_ops`` etc. are the ops a program may *contain* (NO_OP is always allowed);
     the evaluator only compiles these. Which ops mutations may *introduce* is the
-    search's business (see ``evojax_zero.mutation``).
+    search's business (see ``evojax_zero.search.mutation``).
     """
 
     num_scalars: int = 4
@@ -136,8 +137,6 @@ def _check_instruction(spec: ProgramSpec, fn: str, pos: int, instr: Sequence) ->
     values = list(instr) + [0.0] * (8 - len(instr))
     op = values[0]
     if isinstance(op, str):
-        from evojax_zero.ops import op_from_name
-
         try:
             op = op_from_name(op)
         except ValueError as e:

@@ -21,8 +21,9 @@ from collections.abc import Sequence
 
 import jax
 
-from evojax_zero.ops import Op
-from evojax_zero.program import FUNCTION_NAMES, Program, ProgramSpec, from_lists
+from evojax_zero.program.ops import Op
+from evojax_zero.program.programs import FUNCTION_NAMES, Program, ProgramSpec, from_lists
+from evojax_zero.search.mutation import random_program
 
 DEFAULT_LEARNING_RATE = 0.01
 DEFAULT_INIT_SCALE = 0.1
@@ -151,8 +152,6 @@ def initial_program(algorithm, spec: ProgramSpec, sizes: Sequence[int] = (0, 0, 
     if algorithm == Algorithm.RANDOM:
         if key is None or mutation_config is None:
             raise ValueError("RANDOM initial programs need key= and mutation_config=")
-        from evojax_zero.mutation import random_program
-
         return random_program(key, spec, mutation_config, sizes)
     lists = {
         Algorithm.LINEAR: lambda: linear_lists(learning_rate),
@@ -192,6 +191,4 @@ def initial_population(algorithm, spec: ProgramSpec, population_size: int,
 def _random_population_fn(spec: ProgramSpec, mutation_config, sizes: tuple):
     """Jitted vmapped RANDOM_ALGORITHM builder, cached so repeated searches (and
     experiments) with the same spec do not recompile it."""
-    from evojax_zero.mutation import random_program
-
     return jax.jit(jax.vmap(lambda k: random_program(k, spec, mutation_config, sizes)))

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from evojax_zero.ops import SUPPORTED_FEATURE_SIZES
+from evojax_zero.program.ops import SUPPORTED_FEATURE_SIZES
+from evojax_zero.program.programs import float_dtype
 
 RMS_ERROR = "rms_error"
 ACCURACY = "accuracy"
@@ -108,8 +109,6 @@ def task_seeds(num_tasks: int, seeds: Sequence[int] | None, default: Sequence[in
 
 
 def _default_dtype():
-    from evojax_zero.program import float_dtype
-
     return float_dtype()
 
 

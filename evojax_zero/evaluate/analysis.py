@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from evojax_zero.interpreter import FunctionRunner, zero_memory
-from evojax_zero.ops import OP_SPECS, Kind, Op
-from evojax_zero.program import FUNCTION_NAMES, Program, ProgramSpec, from_lists, to_lists
+from evojax_zero.evaluate.interpreter import FunctionRunner, zero_memory
+from evojax_zero.program.ops import OP_SPECS, Kind, Op
+from evojax_zero.program.programs import FUNCTION_NAMES, Program, ProgramSpec, from_lists, to_lists
 
 _BOUNDARY_KILLED = {(Kind.SCALAR, 0), (Kind.VECTOR, 0)}  # s0, v0 are set before Predict/Learn
 _PARTIAL_WRITES = {Op.VECTOR_CONST_SET, Op.MATRIX_CONST_SET}  # write one entry only
