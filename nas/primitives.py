@@ -17,8 +17,14 @@ _SCALES = ("linear", "log")
 
 
 def _check_name(name: str | None) -> None:
-    if name is not None and (not isinstance(name, str) or not name or "/" in name):
-        raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
+    """A decision name is global to the template ("width", "cell/edge_0"): '/'-separated
+    non-empty parts."""
+    if name is None:
+        return
+    if not isinstance(name, str) or not name or any(not p.strip() for p in name.split("/")):
+        raise ValueError(
+            f"name must be a non-empty string of '/'-separated non-empty parts (e.g. 'width' "
+            f"or 'cell/edge_0'), got {name!r}")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

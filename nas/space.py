@@ -14,13 +14,14 @@ import dataclasses
 import itertools
 import math
 import weakref
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
+from flax import nnx, struct
 
 from nas.primitives import Deferred, Float, Int, ManyOf, OneOf
 
@@ -49,6 +50,10 @@ class Decision:
     parent_value: int  # the parent's index that activates this slot
     group: int  # manyof group id, -1 otherwise
     labels: tuple  # readable candidate labels for int slots
+    # every (parent slot, parent value) under which the slot is active (OR); a decision
+    # shared by name= can sit under several conditions; ((-1, -1),) at the root.
+    # ``parent``/``parent_value`` hold the first of them (the root when any is the root).
+    conditions: tuple = ()
 
     @property
     def is_float(self) -> bool:
@@ -145,17 +150,80 @@ def _contains_choice(node: Any) -> bool:
     return False
 
 
+_CHOICE_TYPES = (OneOf, ManyOf, Float, Int)
+
+
+def _kind(node: Any) -> str:
+    return {OneOf: "oneof", ManyOf: "manyof", Float: "floatv", Int: "intv"}[type(node)]
+
+
+def _is_rngs(v: Any) -> bool:
+    return isinstance(v, nnx.Rngs)
+
+
+def _template_equal(a: Any, b: Any) -> bool:
+    """Structural equality of two template (sub)trees (``nnx.Rngs`` compare equal)."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, _CHOICE_TYPES) or isinstance(a, Deferred):
+        fa = {f.name: getattr(a, f.name) for f in dataclasses.fields(a)}
+        fb = {f.name: getattr(b, f.name) for f in dataclasses.fields(b)}
+        if isinstance(a, Deferred) and a.fn is not b.fn:
+            return False
+        return fa.keys() == fb.keys() and all(
+            fa[k] is fb[k] or _template_equal(fa[k], fb[k]) for k in fa if k != "fn")
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_template_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_template_equal(x, y) for x, y in zip(a, b, strict=True))
+    if _is_rngs(a):
+        return True
+    return _const_equal(a, b)
+
+
+def _template_diff(a: Any, b: Any) -> str | None:
+    """What differs between two uses of one decision name (None if nothing)."""
+    if type(a) is not type(b):
+        return f"kinds ({_kind(a)} vs {_kind(b)})"
+    for f in dataclasses.fields(a):
+        if f.name == "name":
+            continue
+        if not _template_equal(getattr(a, f.name), getattr(b, f.name)):
+            return f"{f.name} ({getattr(a, f.name)!r:.80} vs {getattr(b, f.name)!r:.80})"
+    return None
+
+
+def _hidden_choice(node: Any) -> bool:
+    """A choice inside a container the compiler does not traverse (set, namedtuple...)."""
+    if isinstance(node, (set, frozenset)):
+        return any(_contains_choice(v) for v in node)
+    if isinstance(node, (list, tuple)) and type(node) not in (list, tuple):
+        return any(_contains_choice(v) for v in node)
+    if isinstance(node, Mapping) and not isinstance(node, dict):
+        return any(_contains_choice(v) for v in node.values())
+    return False
+
+
 class _Compiler:
     def __init__(self):
         self.decisions: list[Decision] = []
         self.n_int = 0
         self.n_float = 0
         self.groups: list[tuple[tuple[int, ...], bool, bool]] = []
+        # name= -> (template node, compiled node, its root decision indices)
+        self.named: dict[str, tuple[Any, Any, tuple[int, ...]]] = {}
+        self.unnamed: dict[int, tuple[Any, str]] = {}  # id(choice) -> (choice, its name)
+        self.conds: list[list[tuple[int, int]]] = []  # per decision, all its conditions
+        self.shared: set[int] = set()  # ids of compiled nodes used more than once
 
     def add(self, name, kind, num_choices, low, high, log, cond, group, labels) -> int:
         if any(d.name == name for d in self.decisions):
             raise ValueError(
-                f"duplicate decision name {name!r}: give the choices distinct name= arguments"
+                f"duplicate decision name {name!r}: two different choices resolve to this name; "
+                "give them distinct name= arguments (the same name= on choices with identical "
+                "candidates makes them one shared decision)"
             )
         if kind == "float":
             slot, self.n_float = self.n_float, self.n_float + 1
@@ -165,18 +233,81 @@ class _Compiler:
         self.decisions.append(
             Decision(name, kind, slot, num_choices, low, high, log, parent, pv, group, labels)
         )
+        self.conds.append([cond])
         return slot
 
-    def compile(self, node: Any, path: tuple, cond: tuple[int, int]) -> Any:
-        def name_of(explicit):
-            if explicit:
-                p = path[:-1] + (explicit,) if path else (explicit,)
-            else:
-                p = path
-            return "/".join(p) if p else "choice", p
+    def finish(self) -> list[Decision]:
+        """Decisions with every condition recorded (shared decisions may have several)."""
+        out = []
+        for d, conds in zip(self.decisions, self.conds, strict=True):
+            uniq = tuple(dict.fromkeys(conds))
+            if (-1, -1) in uniq:
+                uniq = ((-1, -1),)
+            out.append(dataclasses.replace(d, parent=uniq[0][0], parent_value=uniq[0][1],
+                                           conditions=uniq))
+        return out
 
+    def _reuse(self, node: Any, name: str, cond: tuple[int, int]) -> Any:
+        tmpl, compiled, roots = self.named[name]
+        if tmpl is not node:
+            diff = _template_diff(tmpl, node)
+            if diff is not None:
+                raise ValueError(
+                    f"decision {name!r} is used in several places with different {diff}: one "
+                    "name= is one shared decision and needs identical candidates everywhere; "
+                    "give the places distinct names to make them independent decisions")
+        for i in roots:
+            self.conds[i].append(cond)
+        self.shared.add(id(compiled))
+        return compiled
+
+    def _check_unnamed_reuse(self, node: Any, name: str) -> None:
+        prev = self.unnamed.get(id(node))
+        if prev is not None and prev[0] is node:
+            raise ValueError(
+                f"the same {_kind(node)} object is used at {prev[1]!r} and at {name!r}: give "
+                f"it name= to make one decision shared by both places, or create one "
+                f"{_kind(node)} per place (e.g. a list comprehension instead of [x] * n) for "
+                "independent decisions")
+        self.unnamed[id(node)] = (node, name)
+
+    def compile(self, node: Any, path: tuple, cond: tuple[int, int]) -> Any:
+        if isinstance(node, _CHOICE_TYPES):
+            if node.name is not None:
+                name, p = node.name, tuple(node.name.split("/"))
+                if name in self.named:
+                    return self._reuse(node, name, cond)
+            else:
+                name, p = ("/".join(path) if path else "choice"), path
+                self._check_unnamed_reuse(node, name)
+            first = len(self.decisions)
+            compiled = self._compile_choice(node, name, p, cond)
+            if node.name is not None:
+                roots = tuple(i for i in range(first, len(self.decisions))
+                              if self.conds[i][0] == cond)
+                self.named[name] = (node, compiled, roots)
+            return compiled
+        if isinstance(node, Deferred):
+            base = path[:-1] + (node.name,) if node.name and path else (
+                (node.name,) if node.name else path)
+            args = tuple(self.compile(a, base + (str(i),), cond) for i, a in enumerate(node.args))
+            kwargs = {k: self.compile(v, base + (str(k),), cond) for k, v in node.kwargs.items()}
+            return _CDeferred(node.fn, args, kwargs)
+        if isinstance(node, dict):
+            return {k: self.compile(v, path + (str(k),), cond) for k, v in node.items()}
+        if isinstance(node, (list, tuple)) and type(node) in (list, tuple):
+            out = [self.compile(v, path + (str(i),), cond) for i, v in enumerate(node)]
+            return out if isinstance(node, list) else tuple(out)
+        if _hidden_choice(node):
+            where = "/".join(path) or "the template root"
+            raise ValueError(
+                f"a choice sits inside a {type(node).__name__} at {where!r}, which Space does "
+                "not look into: use a plain list, tuple or dict there (or nas.deferred to "
+                "build the object)")
+        return _CConst(node)
+
+    def _compile_choice(self, node: Any, name: str, p: tuple, cond: tuple[int, int]) -> Any:
         if isinstance(node, OneOf):
-            name, p = name_of(node.name)
             slot = self.add(name, "oneof", len(node.candidates), 0, len(node.candidates) - 1,
                             False, cond, -1, tuple(_label(c) for c in node.candidates))
             cands = tuple(
@@ -185,7 +316,6 @@ class _Compiler:
             )
             return _CChoice(slot, cands)
         if isinstance(node, ManyOf):
-            name, p = name_of(node.name)
             n = len(node.candidates)
             if node.sorted and any(_contains_choice(c) for c in node.candidates):
                 raise ValueError(
@@ -199,36 +329,25 @@ class _Compiler:
                 for i in range(node.k)
             )
             self.groups.append((slots, node.distinct, node.sorted))
-            per_pos = tuple(
-                tuple(
+            # each position holds its own copy of unnamed nested choices: the same objects
+            # are compiled once per position without counting as reuse
+            before, seen = dict(self.unnamed), {}
+            per_pos = []
+            for i in range(node.k):
+                self.unnamed = dict(before)
+                per_pos.append(tuple(
                     self.compile(c, p + (f"{i}[{j}]",), (slots[i], j))
-                    for j, c in enumerate(node.candidates)
-                )
-                for i in range(node.k)
-            )
-            return _CMany(slots, per_pos, node.distinct, node.sorted)
+                    for j, c in enumerate(node.candidates)))
+                seen.update(self.unnamed)
+            self.unnamed = seen
+            return _CMany(slots, tuple(per_pos), node.distinct, node.sorted)
         if isinstance(node, Int):
-            name, _ = name_of(node.name)
             n = node.high - node.low + 1
             slot = self.add(name, "int", n, node.low, node.high, False, cond, -1, ())
             return _CInt(slot, node.low, n)
-        if isinstance(node, Float):
-            name, _ = name_of(node.name)
-            slot = self.add(name, "float", 0, node.low, node.high, node.scale == "log", cond,
-                            -1, ())
-            return _CFloat(slot)
-        if isinstance(node, Deferred):
-            base = path[:-1] + (node.name,) if node.name and path else (
-                (node.name,) if node.name else path)
-            args = tuple(self.compile(a, base + (str(i),), cond) for i, a in enumerate(node.args))
-            kwargs = {k: self.compile(v, base + (str(k),), cond) for k, v in node.kwargs.items()}
-            return _CDeferred(node.fn, args, kwargs)
-        if isinstance(node, dict):
-            return {k: self.compile(v, path + (str(k),), cond) for k, v in node.items()}
-        if isinstance(node, (list, tuple)) and type(node) in (list, tuple):
-            out = [self.compile(v, path + (str(i),), cond) for i, v in enumerate(node)]
-            return out if isinstance(node, list) else tuple(out)
-        return _CConst(node)
+        slot = self.add(name, "float", 0, node.low, node.high, node.scale == "log", cond,
+                        -1, ())
+        return _CFloat(slot)
 
 
 class Space:
@@ -242,7 +361,8 @@ class Space:
         c = _Compiler()
         self.template = template
         self._tree = c.compile(template, (), (-1, -1))
-        self.decisions: tuple[Decision, ...] = tuple(c.decisions)
+        self.decisions: tuple[Decision, ...] = tuple(c.finish())
+        self._shared = frozenset(c.shared)
         self.int_decisions = tuple(d for d in self.decisions if not d.is_float)
         self.float_decisions = tuple(d for d in self.decisions if d.is_float)
         self.n_int, self.n_float = c.n_int, c.n_float
@@ -259,10 +379,21 @@ class Space:
         self.float_log = np.array([d.log for d in floats], bool)
         self.float_parent = np.array([d.parent for d in floats], np.int32)
         self.float_parent_value = np.array([d.parent_value for d in floats], np.int32)
-        depth = [0] * self.n_int
-        for i, d in enumerate(ints):
-            depth[i] = 0 if d.parent < 0 else depth[d.parent] + 1
-        self.max_depth = max(depth, default=0) + 1
+        # all conditions, padded with parent -2 (never true): shared decisions are active
+        # when any of their places is
+        width = max(len(d.conditions) for d in self.decisions)
+        self.int_cond_parent, self.int_cond_value = _cond_arrays(ints, width)
+        self.float_cond_parent, self.float_cond_value = _cond_arrays(floats, width)
+        depth: dict[int, int] = {}
+
+        def depth_of(i: int) -> int:
+            if i not in depth:
+                depth[i] = 0  # guards against cycles
+                depth[i] = max((0 if p < 0 else depth_of(p) + 1)
+                               for p, _ in ints[i].conditions)
+            return depth[i]
+
+        self.max_depth = max((depth_of(i) for i in range(self.n_int)), default=0) + 1
         self.max_choices = int(self.num_choices.max()) if self.n_int else 1
         same = np.zeros((self.n_int, self.n_int), bool)
         for slots, distinct, _ in self.groups:
@@ -271,6 +402,25 @@ class Space:
                     for b in slots:
                         same[a, b] = a != b
         self.distinct_peers = same
+        # nnx.Rngs in the template, as they were now: every materialize starts from a copy
+        self._rngs = {id(r): (r, nnx.clone(r)) for r in _find_rngs(self._tree)}
+
+    @property
+    def shared_names(self) -> tuple[str, ...]:
+        """Names of the decisions (manyof: their common prefix) used in several places."""
+        out: list[str] = []
+        for node in _walk(self._tree):
+            if id(node) not in self._shared:
+                continue
+            if isinstance(node, _CMany):
+                name = self.int_decisions[node.slots[0]].name.rsplit("/", 1)[0]
+            elif isinstance(node, _CFloat):
+                name = self.float_decisions[node.slot].name
+            else:
+                name = self.int_decisions[node.slot].name
+            if name not in out:
+                out.append(name)
+        return tuple(out)
 
     # ----------------------------------------------------------------- description
     @property
@@ -290,31 +440,41 @@ class Space:
                 dom = f"[{int(d.low)}, {int(d.high)}]"
             else:
                 dom = "{" + ", ".join(d.labels) + "}"
-            cond = "" if d.parent < 0 else (
-                f"  if {self.int_decisions[d.parent].name} == {d.parent_value}")
+            cond = "" if d.parent < 0 else "  if " + " or ".join(
+                f"{self.int_decisions[p].name} == {v}" for p, v in d.conditions)
+            if len(d.conditions) > 1 or d.name in self.shared_names:
+                cond += "  (shared)"
             lines.append(f"{d.name:<32} {d.kind:<6} {dom}{cond}")
         return "\n".join(lines)
 
     # ----------------------------------------------------------------------- sizes
     def size(self) -> float:
         """Number of distinct architectures (``inf`` if the space has a float)."""
+        if self._shared:
+            return float(sum(_count(self._tree, frozenset(), self._shared).values()))
         return _size(self._tree)
 
     # ------------------------------------------------------------- activity (jittable)
     def active(self, dna: DNA) -> tuple[jax.Array, jax.Array]:
-        """Boolean masks of active int and float slots (works on one DNA, jittable)."""
+        """Boolean masks of active int and float slots (works on one DNA, jittable).
+
+        A slot is active when any of its conditions holds (a shared decision has one per
+        place it is used in)."""
         ints = dna.ints
-        parent = jnp.asarray(self.int_parent)
-        pv = jnp.asarray(self.int_parent_value)
+        parent = jnp.asarray(self.int_cond_parent)  # [n_int, width]
+        pv = jnp.asarray(self.int_cond_value)
         safe = jnp.maximum(parent, 0)
         act = jnp.ones((self.n_int,), bool)
-        for _ in range(self.max_depth):
-            act = jnp.where(parent < 0, True, act[safe] & (ints[safe] == pv))
-        fparent = jnp.asarray(self.float_parent)
-        fsafe = jnp.maximum(fparent, 0)
         if self.n_int:
-            on = act[fsafe] & (ints[fsafe] == self.float_parent_value)
-            fact = jnp.where(fparent < 0, True, on)
+            for _ in range(self.max_depth):
+                on = jnp.where(parent == -1, True, act[safe] & (ints[safe] == pv))
+                act = jnp.any(on & (parent != -2), axis=1)
+        fparent = jnp.asarray(self.float_cond_parent)
+        if self.n_int:
+            fsafe = jnp.maximum(fparent, 0)
+            on = jnp.where(fparent == -1, True,
+                           act[fsafe] & (ints[fsafe] == jnp.asarray(self.float_cond_value)))
+            fact = jnp.any(on & (fparent != -2), axis=1)
         else:
             fact = jnp.ones((self.n_float,), bool)
         return act, fact
@@ -438,12 +598,33 @@ class Space:
         return DNA(jnp.asarray(ints, jnp.int32), jnp.asarray(floats, jnp.float32))
 
     # -------------------------------------------------------- materialize / encode
-    def materialize(self, dna: DNA) -> Any:
-        """The concrete value (config, layer list or built model) that ``dna`` names."""
+    def materialize(self, dna: DNA, seed: int | None = None) -> Any:
+        """The concrete value (config, layer list or built model) that ``dna`` names.
+
+        Deterministic per call: each ``nnx.Rngs`` in the template is replaced by a fresh
+        copy of its state when the Space was created, so the same DNA gives the same
+        weights whatever ran before (the template's own Rngs is never advanced). ``seed``
+        re-seeds those copies instead: stream ``default`` gets ``jax.random.key(seed)``,
+        any other stream ``jax.random.fold_in(jax.random.key(seed), crc32(stream name))``."""
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                                 or seed < 0):
+            raise ValueError(f"materialize.seed must be None or an int >= 0, got {seed!r}")
         dna = self.validate(dna)
         ints = [int(v) for v in np.asarray(dna.ints)]
         floats = [float(v) for v in np.asarray(dna.floats)]
-        return _build(self._tree, ints, floats)
+        return _build(self._tree, ints, floats, self._fresh_rngs(seed))
+
+    def _fresh_rngs(self, seed: int | None) -> Any:
+        """``template Rngs -> its copy for one build`` (one copy per object and build)."""
+        memo: dict[int, Any] = {}
+
+        def get(r: Any) -> Any:
+            if id(r) not in memo:
+                snap = self._rngs[id(r)][1] if id(r) in self._rngs else r
+                memo[id(r)] = nnx.clone(snap) if seed is None else _reseeded(snap, int(seed))
+            return memo[id(r)]
+
+        return get
 
     def decode(self, dna: DNA) -> dict[str, Any]:
         """``{decision name: chosen label or value}`` for the active decisions (readable)."""
@@ -460,10 +641,19 @@ class Space:
         return out
 
     def encode(self, value: Any) -> DNA:
-        """The DNA of a concrete value that this space can produce (inverse of materialize)."""
-        assign = _match(self._tree, value, ())
+        """The DNA of a concrete value that this space can produce (inverse of materialize).
+
+        Objects built by :meth:`materialize` are read back from their recorded constructor
+        arguments; a ``nas.deferred(cls)(...)`` value from its arguments; an NNX module
+        built by hand by its structure (module types, static attributes such as an
+        activation, weight shapes), trying every setting of that constructor's own
+        decisions (at most ``STRUCTURE_MATCH_LIMIT``, no floatv); a structure that several
+        architectures share raises ``ValueError`` naming the decisions it cannot tell."""
+        assign = _match(self._tree, value, self)
         if assign is None:
-            raise ValueError(f"value cannot be produced by this space: {value!r:.200}")
+            raise ValueError(
+                f"value cannot be produced by this space: {value!r:.200} (compare it with "
+                "space.describe(); hand-built NNX modules are matched by structure)")
         ints = np.zeros(self.n_int, np.int32)
         floats = self.float_low.copy()
         for (kind, slot), v in assign.items():
@@ -488,6 +678,8 @@ class Space:
             rows.append(row)
             if limit is not None and len(rows) >= limit:
                 break
+        if self._shared:  # a shared decision met twice in a branch yields the same row
+            rows = list({r.tobytes(): r for r in rows}.values())
         ints = np.stack(rows) if rows else np.zeros((0, self.n_int), np.int32)
         return DNA(jnp.asarray(ints), jnp.zeros((len(rows), 0), jnp.float32))
 
@@ -501,6 +693,102 @@ class Space:
 
 
 # ---------------------------------------------------------------- tree helpers
+def _cond_arrays(decisions: tuple, width: int) -> tuple[np.ndarray, np.ndarray]:
+    parent = np.full((len(decisions), width), -2, np.int32)
+    value = np.zeros((len(decisions), width), np.int32)
+    for i, d in enumerate(decisions):
+        for j, (p, v) in enumerate(d.conditions):
+            parent[i, j], value[i, j] = p, v
+    return parent, value
+
+
+def _reseeded(rngs: Any, seed: int) -> Any:
+    """A new ``nnx.Rngs`` with the streams of ``rngs``, all keyed from ``seed``."""
+    base = jax.random.key(seed)
+    streams = [k for k, v in vars(rngs).items() if isinstance(v, nnx.RngStream)]
+    return nnx.Rngs(**{
+        k: base if k == "default" else jax.random.fold_in(base, zlib.crc32(k.encode()))
+        for k in streams})
+
+
+def _children(node: Any) -> list:
+    if isinstance(node, _CChoice):
+        return list(node.candidates)
+    if isinstance(node, _CMany):
+        return [c for pos in node.candidates for c in pos]
+    if isinstance(node, _CDeferred):
+        return list(node.args) + list(node.kwargs.values())
+    if isinstance(node, dict):
+        return list(node.values())
+    if isinstance(node, (list, tuple)):
+        return list(node)
+    return []
+
+
+def _walk(node: Any) -> Iterator[Any]:
+    """Every compiled node, depth first (a shared node once per place)."""
+    yield node
+    for c in _children(node):
+        yield from _walk(c)
+
+
+def _find_rngs(tree: Any) -> list:
+    out, seen = [], set()
+    for node in _walk(tree):
+        if isinstance(node, _CConst) and _is_rngs(node.value) and id(node.value) not in seen:
+            seen.add(id(node.value))
+            out.append(node.value)
+    return out
+
+
+def _count(node: Any, bound: frozenset, shared: frozenset) -> dict[frozenset, float]:
+    """Exact architecture count with shared nodes: ``{shared nodes chosen so far: count}``;
+    a shared node met again in a branch where it is already chosen adds no freedom."""
+    if id(node) in shared:
+        if id(node) in bound:
+            return {bound: 1.0}
+        bound = bound | {id(node)}
+    if isinstance(node, _CChoice):
+        out: dict[frozenset, float] = {}
+        for c in node.candidates:
+            for b, n in _count(c, bound, shared).items():
+                out[b] = out.get(b, 0.0) + n
+        return out
+    if isinstance(node, _CMany):
+        out = {}
+        for idx in _many_indices(node, len(node.candidates[0])):
+            picked = [node.candidates[i][j] for i, j in enumerate(idx)]
+            for b, n in _count_seq(picked, bound, shared).items():
+                out[b] = out.get(b, 0.0) + n
+        return out
+    if isinstance(node, _CInt):
+        return {bound: float(node.count)}
+    if isinstance(node, _CFloat):
+        return {bound: math.inf}
+    if isinstance(node, (_CDeferred, dict, list, tuple)):
+        return _count_seq(_children(node), bound, shared)
+    return {bound: 1.0}
+
+
+def _count_seq(nodes: list, bound: frozenset, shared: frozenset) -> dict[frozenset, float]:
+    states = {bound: 1.0}
+    for node in nodes:
+        nxt: dict[frozenset, float] = {}
+        for b, n in states.items():
+            for b2, n2 in _count(node, b, shared).items():
+                nxt[b2] = nxt.get(b2, 0.0) + n * n2
+        states = nxt
+    return states
+
+
+def _merge(a: dict, b: dict) -> dict | None:
+    """Union of two assignments, or None when they disagree on a (shared) slot."""
+    for k, v in b.items():
+        if k in a and a[k] != v:
+            return None
+    return {**a, **b}
+
+
 def _size(node: Any) -> float:
     if isinstance(node, _CChoice):
         return float(sum(_size(c) for c in node.candidates))
@@ -537,28 +825,32 @@ def _many_indices(node: _CMany, n: int):
     return itertools.product(range(n), repeat=k)
 
 
-def _build(node: Any, ints: list[int], floats: list[float]) -> Any:
+def _build(node: Any, ints: list[int], floats: list[float], rngs: Any = None) -> Any:
+    """The value of ``node`` under a DNA; ``rngs(template_rngs)`` gives the ``nnx.Rngs``
+    to use in place of each one in the template (None: the template's own objects)."""
     if isinstance(node, _CChoice):
-        return _build(node.candidates[ints[node.slot]], ints, floats)
+        return _build(node.candidates[ints[node.slot]], ints, floats, rngs)
     if isinstance(node, _CMany):
-        return [_build(node.candidates[i][ints[s]], ints, floats)
+        return [_build(node.candidates[i][ints[s]], ints, floats, rngs)
                 for i, s in enumerate(node.slots)]
     if isinstance(node, _CInt):
         return node.low + ints[node.slot]
     if isinstance(node, _CFloat):
         return floats[node.slot]
     if isinstance(node, _CDeferred):
-        args = tuple(_build(a, ints, floats) for a in node.args)
-        kwargs = {k: _build(v, ints, floats) for k, v in node.kwargs.items()}
+        args = tuple(_build(a, ints, floats, rngs) for a in node.args)
+        kwargs = {k: _build(v, ints, floats, rngs) for k, v in node.kwargs.items()}
         obj = node.fn(*args, **kwargs)
         _remember(obj, node.fn, args, kwargs)
         return obj
     if isinstance(node, dict):
-        return {k: _build(v, ints, floats) for k, v in node.items()}
+        return {k: _build(v, ints, floats, rngs) for k, v in node.items()}
     if isinstance(node, list):
-        return [_build(v, ints, floats) for v in node]
+        return [_build(v, ints, floats, rngs) for v in node]
     if isinstance(node, tuple):
-        return tuple(_build(v, ints, floats) for v in node)
+        return tuple(_build(v, ints, floats, rngs) for v in node)
+    if rngs is not None and _is_rngs(node.value):
+        return rngs(node.value)
     return node.value
 
 
@@ -572,33 +864,89 @@ def _const_equal(a: Any, b: Any) -> bool:
         return False
 
 
-def _match(node: Any, value: Any, _path: tuple) -> dict | None:
-    """Assignments ``{('i'|'f', slot): value}`` that make ``node`` produce ``value``."""
+# hand-built models are matched by structure over at most this many argument settings
+STRUCTURE_MATCH_LIMIT = 1024
+
+
+def _structure(obj: Any) -> tuple:
+    """An NNX object's graph (module types, static attributes) and its leaves' shapes."""
+    graphdef, state = nnx.split(obj)
+    leaves = jax.tree_util.tree_leaves_with_path(state)
+    return graphdef, tuple((path, tuple(np.shape(x)), str(x.dtype)) for path, x in leaves)
+
+
+def _match_structure(node: _CDeferred, value: Any, space: Space) -> dict | None:
+    """Assignments of ``node``'s own decisions whose model has ``value``'s structure."""
+    fn_name = getattr(node.fn, "__name__", repr(node.fn))
+    if _size(node) > STRUCTURE_MATCH_LIMIT:
+        raise ValueError(
+            f"cannot encode a hand-built {fn_name}: it was not made by space.materialize, "
+            f"so its constructor arguments are unknown, and its {_size(node):.3g} argument "
+            f"settings (more than nas.space.STRUCTURE_MATCH_LIMIT={STRUCTURE_MATCH_LIMIT}; "
+            "any floatv makes them infinite) are too many to match by structure. Encode "
+            f"nas.deferred({fn_name})(...) with its arguments instead, or build the model with "
+            "space.materialize")
+    target = _structure(value)
+    found = []
+    for assign in _enum(node):
+        ints = [0] * space.n_int
+        floats = [float(x) for x in space.float_low]
+        for (_, slot), v in assign.items():
+            ints[slot] = v
+        try:
+            shape = nnx.eval_shape(lambda ints=ints, floats=floats: _build(
+                node, ints, floats, space._fresh_rngs(None)))
+        except Exception:  # noqa: BLE001 - a setting the constructor rejects is no match
+            continue
+        if _structure(shape) == target:
+            found.append(assign)
+    if len(found) > 1:
+        differ = sorted({space.int_decisions[k[1]].name for a in found for k in a
+                         if any(b.get(k) != a[k] for b in found)})
+        raise ValueError(
+            f"a hand-built {fn_name} matches {len(found)} architectures of this space that "
+            f"differ only in {differ}, which its structure (module types, static attributes, "
+            f"weight shapes) does not show: encode nas.deferred({fn_name})(...) with its "
+            "arguments instead, or build the model with space.materialize")
+    return found[0] if found else None
+
+
+def _match(node: Any, value: Any, space: Space | None = None) -> dict | None:
+    """Assignments ``{('i'|'f', slot): value}`` that make ``node`` produce ``value``.
+
+    A shared decision must take one value in all its places. An NNX object that was not
+    built by materialize is matched by structure when ``space`` is given."""
     if isinstance(node, _CChoice):
         for j, c in enumerate(node.candidates):
-            sub = _match(c, value, _path)
+            sub = _match(c, value, space)
             if sub is not None:
-                return {("i", node.slot): j, **sub}
+                both = _merge({("i", node.slot): j}, sub)
+                if both is not None:
+                    return both
         return None
     if isinstance(node, _CMany):
         if not isinstance(value, (list, tuple)) or len(value) != len(node.slots):
             return None
-        out: dict = {}
+        out: dict | None = {}
         used: list[int] = []
         for i, (s, v) in enumerate(zip(node.slots, value, strict=True)):
             for j, c in enumerate(node.candidates[i]):
                 if node.distinct and j in used:
                     continue
-                sub = _match(c, v, _path)
+                sub = _match(c, v, space)
                 if sub is not None:
-                    out.update({("i", s): j, **sub})
+                    out = _merge(out, {("i", s): j, **sub})
                     used.append(j)
                     break
             else:
                 return None
+            if out is None:
+                return None
         return out
     if isinstance(node, _CInt):
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            if not node.low <= int(value) < node.low + node.count:
+                return None
             return {("i", node.slot): int(value) - node.low}
         return None
     if isinstance(node, _CFloat):
@@ -611,40 +959,38 @@ def _match(node: Any, value: Any, _path: tuple) -> dict | None:
         else:
             prov = provenance(value)
             if prov is None:
+                is_instance = isinstance(node.fn, type) and type(value) is node.fn
+                if space is not None and is_instance and isinstance(value, nnx.Module):
+                    return _match_structure(node, value, space)
                 return None
             fn, args, kwargs = prov
         if fn is not node.fn or len(args) != len(node.args) or set(kwargs) != set(node.kwargs):
             return None
-        out = {}
-        for n, v in list(zip(node.args, args, strict=True)) + [
-            (node.kwargs[k], kwargs[k]) for k in node.kwargs
-        ]:
-            sub = _match(n, v, _path)
-            if sub is None:
-                return None
-            out.update(sub)
-        return out
+        return _match_seq(list(node.args) + [node.kwargs[k] for k in node.kwargs],
+                          list(args) + [kwargs[k] for k in node.kwargs], space)
     if isinstance(node, dict):
         if not isinstance(value, dict) or set(value) != set(node):
             return None
-        out = {}
-        for k, n in node.items():
-            sub = _match(n, value[k], _path)
-            if sub is None:
-                return None
-            out.update(sub)
-        return out
+        return _match_seq(list(node.values()), [value[k] for k in node], space)
     if isinstance(node, (list, tuple)):
         if not isinstance(value, (list, tuple)) or len(value) != len(node):
             return None
-        out = {}
-        for n, v in zip(node, value, strict=True):
-            sub = _match(n, v, _path)
-            if sub is None:
-                return None
-            out.update(sub)
-        return out
+        return _match_seq(list(node), list(value), space)
+    if _is_rngs(node.value) and _is_rngs(value):
+        return {}  # random state is not part of the architecture
     return {} if _const_equal(node.value, value) else None
+
+
+def _match_seq(nodes: list, values: list, space: Space | None) -> dict | None:
+    out: dict | None = {}
+    for n, v in zip(nodes, values, strict=True):
+        sub = _match(n, v, space)
+        if sub is None:
+            return None
+        out = _merge(out, sub)
+        if out is None:
+            return None
+    return out
 
 
 def _enum(node: Any) -> Iterator[dict]:
@@ -658,10 +1004,11 @@ def _enum(node: Any) -> Iterator[dict]:
         for idx in _many_indices(node, n):
             subs = [_enum(node.candidates[i][j]) for i, j in enumerate(idx)]
             for combo in itertools.product(*[list(s) for s in subs]):
-                out = {("i", s): j for s, j in zip(node.slots, idx, strict=True)}
+                out: dict | None = {("i", s): j for s, j in zip(node.slots, idx, strict=True)}
                 for c in combo:
-                    out.update(c)
-                yield out
+                    out = _merge(out, c) if out is not None else None
+                if out is not None:
+                    yield out
         return
     if isinstance(node, _CInt):
         for v in range(node.count):
@@ -687,4 +1034,6 @@ def _enum_seq(nodes: list) -> Iterator[dict]:
     rest_list = list(_enum_seq(rest))
     for h in _enum(head):
         for r in rest_list:
-            yield {**h, **r}
+            both = _merge(h, r)
+            if both is not None:  # shared decisions take one value everywhere
+                yield both

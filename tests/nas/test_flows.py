@@ -44,7 +44,7 @@ def test_nested_search_matches_exhaustive_optimum():
 
 def test_nested_search_inner_space_depends_on_hparams():
     hp_space = Space({"budget": oneof([1, 2])})
-    arch_spaces = {b: Space({"widths": [oneof([1, 2, 3])] * b}) for b in (1, 2)}
+    arch_spaces = {b: Space({"widths": [oneof([1, 2, 3]) for _ in range(b)]}) for b in (1, 2)}
     res = nested_search(
         lambda hp, arch: float(sum(arch["widths"])), RandomSearch(hp_space),
         lambda hp: RandomSearch(arch_spaces[hp["budget"]]),
