@@ -141,7 +141,9 @@ def test_invalid_dna_errors_name_the_slot():
 
 
 @pytest.mark.parametrize("make,match", [
-    (lambda: Space({"a": oneof([1, 2], name="x"), "b": oneof([1, 2], name="x")}), "duplicate"),
+    (lambda: Space({"a": oneof([1, 2], name="x"), "b": oneof([1, 3], name="x")}),
+     "'x' is used in several places with different candidates"),
+    (lambda: Space({"x": oneof([1, 2]), "b": oneof([1, 2], name="x")}), "duplicate"),
     (lambda: oneof([]), "at least one"),
     (lambda: oneof("abc"), "list or tuple"),
     (lambda: manyof(4, [1, 2, 3]), "k \\(4\\) must be <="),
