@@ -33,7 +33,7 @@ _LAZY = {
     "to_text": "evojax_zero.program.programs",
     "EvalConfig": "evojax_zero.evaluate.evaluator", "Evaluator": "evojax_zero.evaluate.evaluator",
     "Trace": "evojax_zero.evaluate.evaluator",
-    "RegularizedEvolution": "evojax_zero.engine.regularized",
+    "EvolutionEngine": "evojax_zero.engine.regularized",
     "MutationConfig": "evojax_zero.search.mutation",
 }
 # Modules that moved in the layered layout: old import path -> new module. ``import
@@ -84,6 +84,8 @@ if not any(isinstance(f, _MovedModuleFinder) for f in sys.meta_path):
 
 
 def __getattr__(name: str):
+    if name == "RegularizedEvolution":  # the engine's name before the layered layout
+        return importlib.import_module("evojax_zero.engine.regularized").EvolutionEngine
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     if name in _SUBPACKAGES:

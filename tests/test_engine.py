@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from evojax_zero.engine.regularized import RegularizedEvolution
+from evojax_zero.engine.regularized import EvolutionEngine
 
 
 def _add_one(key, genome):
@@ -13,7 +13,7 @@ def _add_one(key, genome):
 
 
 def test_tournament_takes_the_first_best_of_draws_with_replacement():
-    eng = RegularizedEvolution(population_size=6, tournament_size=3, batch_size=4)
+    eng = EvolutionEngine(population_size=6, tournament_size=3, batch_size=4)
     fitness = jnp.asarray([0.1, 0.9, 0.9, 0.2, 0.5, 0.0])
     key = jax.random.key(3)
     parents = np.asarray(eng.select_parents(key, fitness))
@@ -25,7 +25,7 @@ def test_tournament_takes_the_first_best_of_draws_with_replacement():
 def test_ask_keys_and_parents_are_those_of_jax_random():
     """ask draws k_sel, k_mut = split(key); parents from randint(k_sel, (B, T), 0, P);
     child i mutated with split(k_mut, B)[i]: the numbers saved experiments were run with."""
-    eng = RegularizedEvolution(population_size=9, tournament_size=3, batch_size=4)
+    eng = EvolutionEngine(population_size=9, tournament_size=3, batch_size=4)
     state = eng.init({"x": jnp.arange(9)}, jnp.arange(9.0) % 4)
 
     def data(k):
@@ -41,7 +41,7 @@ def test_ask_keys_and_parents_are_those_of_jax_random():
 
 
 def test_children_replace_the_oldest_in_order_and_wrap():
-    eng = RegularizedEvolution(population_size=5, tournament_size=2, batch_size=2)
+    eng = EvolutionEngine(population_size=5, tournament_size=2, batch_size=2)
     state = eng.init({"x": jnp.arange(5) * 10}, jnp.zeros(5))
     slots = []
     for i in range(3):
@@ -54,7 +54,7 @@ def test_children_replace_the_oldest_in_order_and_wrap():
 
 
 def test_nan_fitness_never_wins_and_is_never_best():
-    eng = RegularizedEvolution(population_size=4, tournament_size=4, batch_size=1)
+    eng = EvolutionEngine(population_size=4, tournament_size=4, batch_size=1)
     fitness = [np.nan, 0.3, 0.1, np.nan]
     state = eng.init({"x": jnp.arange(4)}, jnp.asarray(fitness))
     best, fit = eng.best(state)
@@ -68,7 +68,7 @@ def test_nan_fitness_never_wins_and_is_never_best():
 
 
 def test_step_jits_once():
-    eng = RegularizedEvolution(population_size=8, tournament_size=3, batch_size=2)
+    eng = EvolutionEngine(population_size=8, tournament_size=3, batch_size=2)
 
     @jax.jit
     def step(state, key):
@@ -89,4 +89,4 @@ def test_step_jits_once():
 ])
 def test_bad_sizes_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
-        RegularizedEvolution(**kwargs)
+        EvolutionEngine(**kwargs)

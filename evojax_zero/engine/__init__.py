@@ -2,6 +2,6 @@
 pytree (:mod:`.regularized`) and the counter-based key tree behind reproducible draws
 (:mod:`.keytree`). Imports nothing of the evaluator or of ``nas``."""
 
-from evojax_zero.engine.regularized import EvolutionState, Genome, MutateFn, RegularizedEvolution
+from evojax_zero.engine.regularized import EvolutionEngine, EvolutionState, Genome, MutateFn
 
-__all__ = ["EvolutionState", "Genome", "MutateFn", "RegularizedEvolution"]
+__all__ = ["EvolutionState", "Genome", "MutateFn", "EvolutionEngine"]

@@ -43,7 +43,7 @@ class EvolutionState:
 
 
 @dataclasses.dataclass(frozen=True)
-class RegularizedEvolution:
+class EvolutionEngine:
     """Regularized evolution with population ``population_size``, tournament
     ``tournament_size`` and ``batch_size`` children per step."""
 
@@ -55,7 +55,7 @@ class RegularizedEvolution:
         for name in ("population_size", "tournament_size", "batch_size"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
-                raise ValueError(f"RegularizedEvolution.{name} must be an int >= 1, got {v!r}")
+                raise ValueError(f"EvolutionEngine.{name} must be an int >= 1, got {v!r}")
         if self.batch_size > self.population_size:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must be <= population_size "
