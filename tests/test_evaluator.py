@@ -42,29 +42,79 @@ def test_empty_program_fitness_is_squashed_rms_of_labels(small_tasks):
     np.testing.assert_allclose(fit[0], 1 - 2 / np.pi * np.arctan(rms), rtol=1e-5)
 
 
-def test_second_call_with_new_programs_does_not_recompile(small_tasks):
+def test_second_call_with_new_programs_does_not_recompile(small_tasks, compile_count):
     ev = Evaluator(SPEC, backend="xla")
     a = P.stack([linear_program(0.01), P.empty(SPEC)])
     b = P.stack([linear_program(0.5), linear_program(-0.1)])
     key = jax.random.key(0)
-    ev(a, small_tasks, key)
-    ev.per_task(a, small_tasks, key)
-    sizes = (ev._combined._cache_size(), ev._per_task._cache_size())
-    r1 = ev(b, small_tasks, jax.random.key(1))
-    r2 = ev.per_task(b, small_tasks, key)
-    assert (ev._combined._cache_size(), ev._per_task._cache_size()) == sizes == (1, 1)
+    with compile_count() as first:
+        ev(a, small_tasks, key)
+        ev.per_task(a, small_tasks, key)
+    assert first.count >= 2  # the counter sees this evaluator's compilations
+    with compile_count() as again:
+        r1 = ev(b, small_tasks, jax.random.key(1))
+        r2 = ev.per_task(b, small_tasks, key)
+        jax.block_until_ready((r1, r2))
+    assert again.count == 0  # new programs, same shapes: no recompile
     assert r1.shape == (2,) and r2.shape == (2, 3)
 
 
-def test_median_and_mean_combination(small_tasks):
-    progs = P.stack([linear_program(0.2)])
-    per = np.asarray(Evaluator(SPEC, backend="xla").per_task(progs, small_tasks,
-                                                              jax.random.key(0)))
-    med = Evaluator(SPEC, EvalConfig(combine="median"), backend="xla")(
-        progs, small_tasks, jax.random.key(0))
-    mean = Evaluator(SPEC, backend="xla")(progs, small_tasks, jax.random.key(0))
-    np.testing.assert_allclose(med, np.median(per, axis=1), rtol=1e-6)
-    np.testing.assert_allclose(mean, per.mean(axis=1), rtol=1e-6)
+# Early stops. A program that adds ``d`` to s3 at every Predict call and predicts s3
+# (Setup: s2 = d; Predict: s3 = s3 + s2, s1 = s3 + s0, with s0 = 0 in Predict) predicts d, 2d,
+# 3d, ... on alternating train and validation examples. With one train example (label 0), one
+# validation example and 4 epochs: d = 120 stops at the first train step (fitness 0 although its
+# validation error would be 240 - 180 = 60); d = 30 stops in epoch 2 (fitness = epoch 1's, the
+# best so far; its validation in epoch 2 would have been perfect, 180); d = 0.25 never stops.
+EARLY_STOP_SPEC = P.ProgramSpec(setup_ops=[56], predict_ops=[1], max_setup_size=1,
+                                max_predict_size=2, max_learn_size=1)
+
+
+def accumulate_program(d):
+    return P.from_lists(EARLY_STOP_SPEC, setup=[[56, 0, 0, 2, d]],
+                        predict=[[1, 3, 2, 3], [1, 3, 0, 1]])
+
+
+@pytest.fixture(scope="module")
+def early_stop_tasks():
+    x = np.random.default_rng(0).standard_normal((2, 2, 1, 4))
+    return T.from_arrays(x[0], [[0.0], [0.0]], x[1], [[180.0], [1.0]],
+                         epoch_order=[[0]] * 4)
+
+
+@pytest.mark.parametrize("backend", ["xla", "auto"])
+def test_early_stopped_rows_match_the_reference(early_stop_tasks, ri, backend):
+    """Rows (program, task) that stop early in the first epoch have fitness exactly 0, later
+    stops keep the best epoch before the stop, and every row (fitness, stop flag, train steps
+    run, fitness per epoch) equals the plain NumPy reference interpreter's."""
+    tasks = early_stop_tasks
+    progs = [accumulate_program(d) for d in (0.25, 30.0, 120.0)] + [P.empty(EARLY_STOP_SPEC)]
+    ev = Evaluator(EARLY_STOP_SPEC, backend=backend)
+    key = jax.random.key(0)
+    batch = P.stack(progs)
+    tr = jax.tree.map(np.asarray, jax.device_get(ev.trace(batch, tasks, key)))
+    per_task = np.asarray(ev.per_task(batch, tasks, key))
+    s = EARLY_STOP_SPEC
+    ref = [[ri.run(p, ri.task_arrays(tasks, t), s.num_scalars, s.num_vectors, s.num_matrices,
+                   dtype=np.float32) for t in range(tasks.num_tasks)] for p in progs]
+    ref_fit = np.array([[r.fitness for r in row] for row in ref])
+    ref_stopped = np.array([[r.stopped for r in row] for row in ref])
+    # hand-worked: d = 120 stops at once on both tasks; d = 30 stops in epoch 2 of task 0
+    # after validation fitness squash(180 - 120) in epoch 1; d = 0.25 predicts 0.5 exactly
+    # in epoch 1 of task 1 (error 0, fitness 1); the empty program never stops.
+    np.testing.assert_array_equal(ref_stopped, [[False, False], [True, True], [True, True],
+                                                [False, False]])
+    assert ref_fit[2].tolist() == [0.0, 0.0] and ref_fit[0, 1] == 1.0
+    np.testing.assert_allclose(ref_fit[1, 0], 1 - 2 / np.pi * np.arctan(60.0), rtol=1e-6)
+    np.testing.assert_array_equal(tr.stopped, ref_stopped)
+    np.testing.assert_array_equal(per_task[2], 0.0)  # first-epoch stops: exactly zero
+    np.testing.assert_allclose(per_task, ref_fit, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(per_task, tr.fitness)
+    np.testing.assert_array_equal(tr.train_steps, [[r.num_train_steps for r in row]
+                                                   for row in ref])
+    for p, row in enumerate(ref):
+        for t, r in enumerate(row):
+            np.testing.assert_allclose(tr.epoch_fitness[p, t], r.epoch_fitness, atol=1e-6,
+                                       err_msg=f"program {p}, task {t}")
 
 
 @pytest.mark.parametrize("n,e,req,expected", [
@@ -154,7 +204,7 @@ def test_from_arrays_validates():
     assert t.num_tasks == 1 and t.num_train == 5
 
 
-def test_eight_devices_match_one_device():
+def test_eight_devices_match_one_device(repo_root):
     """The population sharded over 8 (fake CPU) devices scores exactly as on one."""
     code = textwrap.dedent("""
         import jax, numpy as np
@@ -162,11 +212,14 @@ def test_eight_devices_match_one_device():
         from evojax_zero import program as P
         from evojax_zero.program import tasks as T
         from evojax_zero.evaluate.evaluator import Evaluator
-        import tests.test_evaluator as t
         assert len(jax.devices()) == 8
-        progs = P.stack([t.linear_program(lr) for lr in np.linspace(-0.1, 0.3, 16)])
+        spec = P.ProgramSpec(setup_ops=[56], predict_ops=[27], learn_ops=[2, 3, 18, 23],
+                             max_setup_size=5, max_predict_size=1, max_learn_size=4)
+        learn = [[2, 0, 1, 3], [3, 2, 3, 3], [18, 3, 0, 2], [23, 1, 2, 1]]
+        progs = P.stack([P.from_lists(spec, setup=[[56, 0, 0, 2, lr]], predict=[[27, 1, 0, 1]],
+                                      learn=learn) for lr in np.linspace(-0.1, 0.3, 16)])
         tasks = T.linear_regression(num_tasks=2, num_train=20, num_valid=10)
-        ev = Evaluator(t.SPEC, backend="xla")
+        ev = Evaluator(spec, backend="xla")
         keys = jax.random.split(jax.random.key(0), 16)
         one = np.asarray(ev.per_task(progs, tasks, keys))
         mesh = jax.make_mesh((8,), ("pop",), axis_types=(jax.sharding.AxisType.Auto,))
@@ -174,13 +227,13 @@ def test_eight_devices_match_one_device():
         progs8 = jax.device_put(progs, shard)
         out = ev.per_task(progs8, tasks, jax.device_put(keys, shard))
         assert len(out.sharding.device_set) == 8, out.sharding
+        assert {s.data.shape for s in out.addressable_shards} == {(2, 2)}  # 16 / 8 rows each
         np.testing.assert_array_equal(np.asarray(out), one)
         print("OK")
     """)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
                JAX_PLATFORMS="cpu")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    r = subprocess.run([sys.executable, "-c", code], env=env, cwd=root,
+    r = subprocess.run([sys.executable, "-c", code], env=env, cwd=repo_root,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]
 

@@ -7,9 +7,11 @@ import pytest
 from evojax_zero import experiment
 from evojax_zero import program as P
 from evojax_zero.evaluate import analysis
+from evojax_zero.evaluate.evaluator import EvalConfig, Evaluator
 from evojax_zero.program import tasks
 from evojax_zero.search import initial as algorithms
 from evojax_zero.search.loop import Search
+from evojax_zero.search.mutation import mutate
 
 LIN_SPEC = P.ProgramSpec(4, 3, 1, 4, setup_ops=(56,), predict_ops=(27,),
                          learn_ops=(2, 3, 18, 23), max_setup_size=5, max_predict_size=1,
@@ -30,20 +32,89 @@ def test_presets_and_overrides_validate():
         experiment.preset("demo", population_size=30, batch_size=20)
 
 
-def test_search_generation_deterministic_no_recompile():
+def _reference_generation(cfg, evolution, key, tasks_):
+    """One generation written out step by step from its definition (P / B steps of: B
+    tournaments of T draws with replacement, first best wins; each winner mutated with its own
+    key; children evaluated; the B oldest members replaced), on host NumPy arrays, with the
+    keys the search documents: ``key, k_ask, k_eval = split(key, 3)``, then
+    ``k_sel, k_mut = split(k_ask)``, draws ``randint(k_sel, (B, T), 0, P)`` and child keys
+    ``split(k_mut, B)``."""
+    P, T, B = cfg.population_size, cfg.tournament_size, cfg.batch_size
+    pop = jax.tree.map(np.array, jax.device_get(evolution.population))
+    fit = np.array(evolution.fitness)
+    oldest = int(evolution.oldest)
+    mutate_batch = jax.jit(jax.vmap(lambda k, p: mutate(k, p, cfg.mutation, cfg.spec)))
+    evaluator = Evaluator(cfg.spec, EvalConfig(max_abs_error=cfg.max_abs_error,
+                                               combine=cfg.combine), backend=cfg.backend)
+    for _ in range(P // B):
+        key, k_ask, k_eval = jax.random.split(key, 3)
+        k_sel, k_mut = jax.random.split(k_ask)
+        draws = np.asarray(jax.random.randint(k_sel, (B, T), 0, P))
+        winners = np.array([row[np.argmax(fit[row])] for row in draws])
+        children = mutate_batch(jax.random.split(k_mut, B),
+                                jax.tree.map(lambda x, w=winners: x[w], pop))
+        child_fit = np.asarray(evaluator(children, tasks_, k_eval))
+        slots = (oldest + np.arange(B)) % P
+        for leaf, new in zip(jax.tree.leaves(pop), jax.tree.leaves(children), strict=True):
+            leaf[slots] = np.asarray(new)
+        fit[slots] = child_fit
+        oldest = (oldest + B) % P
+    return pop, fit
+
+
+def _assert_same_population(got, want):
+    for path_leaf, w in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want),
+                            strict=True):
+        path, g = path_leaf
+        g, w = np.asarray(g), np.asarray(w)
+        if np.issubdtype(w.dtype, np.floating):
+            np.testing.assert_allclose(g, w, rtol=1e-6, err_msg=str(path))
+        else:
+            np.testing.assert_array_equal(g, w, err_msg=str(path))
+
+
+def test_search_generation_replaces_the_oldest_with_evaluated_children(compile_count):
+    """A generation (FEC off) equals the step-by-step reference above: every member replaced
+    (P evaluations, oldest first) by a mutated tournament winner whose stored fitness is its
+    evaluation; counters advance by P individuals and P * tasks * train steps; same seed,
+    same result; the second generation does not compile anything."""
     cfg = experiment.preset("linear", population_size=8, batch_size=4, fec=False).search
     t = tasks.linear_regression(2, 4, 20, 10)
-    runs = []
+    evaluator = Evaluator(cfg.spec, EvalConfig(max_abs_error=cfg.max_abs_error,
+                                               combine=cfg.combine), backend=cfg.backend)
+    steps_per_individual = t.num_tasks * t.num_train * t.num_epochs  # 2 tasks x 20 examples
     s = Search(cfg, t)
-    for _ in range(2):
-        st = s.init(jax.random.key(0))
-        st = s.generation(st)
-        n = s._generation._cache_size()
-        st = s.generation(st)
-        assert s._generation._cache_size() == n  # second generation: no recompile
-        assert s.counters.individuals == 24 and s.counters.train_steps == 24 * 2 * 20
-        runs.append(np.asarray(st.evolution.fitness))
-    np.testing.assert_array_equal(runs[0], runs[1])
+    st0 = s.init(jax.random.key(0))
+    assert (s.counters.individuals, s.counters.train_steps) == (8, 8 * steps_per_individual)
+    # the initial fitness is the evaluation of the initial population (programs of the
+    # linear preset have no random ops: the evaluation key does not matter)
+    np.testing.assert_allclose(st0.evolution.fitness,
+                               evaluator(st0.evolution.population, t, jax.random.key(5)),
+                               rtol=1e-6)
+    want_pop, want_fit = _reference_generation(cfg, st0.evolution, st0.key, t)
+    st1 = s.generation(st0)
+    assert (s.counters.individuals, s.counters.train_steps) == (16, 16 * steps_per_individual)
+    assert int(st1.evolution.num_evaluated) == 16 and int(st1.evolution.oldest) == 0
+    _assert_same_population(st1.evolution.population, want_pop)
+    np.testing.assert_allclose(st1.evolution.fitness, want_fit, rtol=1e-6)
+    # every stored fitness is the evaluation of the program stored beside it
+    np.testing.assert_allclose(st1.evolution.fitness,
+                               evaluator(st1.evolution.population, t, jax.random.key(5)),
+                               rtol=1e-6)
+    # the generation changed the population (the children are not all unmutated clones)
+    assert any((np.asarray(a) != np.asarray(b)).any() for a, b in zip(
+        jax.tree.leaves(st0.evolution.population), jax.tree.leaves(st1.evolution.population),
+        strict=True))
+    with compile_count() as compiles:
+        st2 = s.generation(st1)
+        jax.block_until_ready(st2)
+    assert compiles.count == 0  # second generation: no recompile
+    assert (s.counters.individuals, s.counters.train_steps) == (24, 24 * steps_per_individual)
+    # same seed, same result (a fresh Search of the same config)
+    again = Search(cfg, t)
+    st = again.generation(again.generation(again.init(jax.random.key(0))))
+    _assert_same_population(st.evolution.population, st2.evolution.population)
+    np.testing.assert_array_equal(st.evolution.fitness, st2.evolution.fitness)
 
 
 def test_simplify_removes_dead_code_and_keeps_fitness():
