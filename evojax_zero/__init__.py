@@ -48,7 +48,7 @@ _MOVED = {
     "mutation": "evojax_zero.search.mutation",
     "algorithms": "evojax_zero.search.initial",
     "fec": "evojax_zero.search.fec",
-    "fec_device": "evojax_zero.search.fec_native",
+    "fec_device": "evojax_zero.search.fec.native",
     "distributed": "evojax_zero.search.distributed",
     "checkpoint": "evojax_zero.experiment.checkpoint",
     "cli": "evojax_zero.experiment.cli",

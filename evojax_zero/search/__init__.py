@@ -1,7 +1,7 @@
 """Layer 4: regularized-evolution search over programs. Mutation (:mod:`.mutation`),
-initial programs (:mod:`.initial`), the functional equivalence cache (:mod:`.fec`,
-:mod:`.fec_native`), device placement (:mod:`.distributed`) and the generation loop
-(:mod:`.loop`)."""
+initial programs (:mod:`.initial`), the functional equivalence cache (:mod:`.fec`: one
+interface, host and native implementations), device placement (:mod:`.distributed`) and
+the generation loop (:mod:`.loop`)."""
 
 from evojax_zero.search.loop import (
     FEC_SEED,

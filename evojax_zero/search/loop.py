@@ -205,18 +205,9 @@ class Search:
         self._count(stats)
         return self.place(SearchState(self.engine.init(pop, fitness), k_next))
 
-    def abstract_state(self, key: jax.Array) -> SearchState:
+    def abstract_state(self, key: jax.Array | None = None) -> SearchState:
         """Shapes and dtypes of :meth:`init`'s state, without evaluating anything."""
-        c = self.config
-
-        def build(key):
-            pop = algorithms.initial_population(c.initial_population, c.spec,
-                                                c.population_size, c.sizes_init, key,
-                                                c.mutation)
-            pop = jax.tree.map(jnp.asarray, pop)
-            return SearchState(self.engine.init(pop, jnp.zeros(c.population_size)), key)
-
-        return jax.eval_shape(build, key)
+        return abstract_state(self.config, key)
 
     def place(self, state: SearchState) -> SearchState:
         """Shard the population over the mesh (no-op without one)."""
@@ -248,6 +239,20 @@ class Search:
         mean = f.mean()
         var = max((f * f).mean() - mean * mean, 0.0)
         return {"mean": float(mean), "stdev": math.sqrt(var), "best": float(f.max())}
+
+
+def abstract_state(config: SearchConfig, key: jax.Array | None = None) -> SearchState:
+    """Shapes and dtypes of a search state for ``config`` (``jax.eval_shape``)."""
+    c = config
+    engine = EvolutionEngine(c.population_size, c.tournament_size, c.batch_size)
+
+    def build(key):
+        pop = algorithms.initial_population(c.initial_population, c.spec, c.population_size,
+                                            c.sizes_init, key, c.mutation)
+        pop = jax.tree.map(jnp.asarray, pop)
+        return SearchState(engine.init(pop, jnp.zeros(c.population_size)), key)
+
+    return jax.eval_shape(build, jax.random.key(0) if key is None else key)
 
 
 class _Kernels:
