@@ -61,42 +61,47 @@ class LSTMController(nnx.Module):
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return h, c
 
-    def _logits(self, slot: int, h: jax.Array, ints: jax.Array) -> jax.Array:
+    def _logits(self, slot: jax.Array, h: jax.Array, ints: jax.Array) -> jax.Array:
+        """Squashed, masked logits of ``slot`` (may be traced) given earlier choices."""
         sp = self.space
-        logits = h @ self.w_soft[slot] + self.b_soft[slot]
+        logits = h @ self.w_soft[...][slot] + self.b_soft[...][slot]
         if self.temperature is not None:
             logits = logits / self.temperature
         if self.tanh_constant is not None:
             logits = self.tanh_constant * jnp.tanh(logits)
-        values = np.arange(sp.max_choices)
-        valid = values < sp.num_choices[slot]
-        peers = np.flatnonzero(sp.distinct_peers[slot][:slot])  # earlier slots in the group
-        taken = jnp.zeros((sp.max_choices,), bool)
-        for p in peers:
-            taken = taken | (values == ints[p])
-        return jnp.where(jnp.asarray(valid) & ~taken, logits, -jnp.inf)
+        values = jnp.arange(sp.max_choices)
+        valid = values < jnp.asarray(sp.num_choices)[slot]
+        earlier = jnp.asarray(np.tril(sp.distinct_peers, k=-1))[slot]  # earlier group peers
+        taken = jnp.any((ints[:, None] == values[None, :]) & earlier[:, None], axis=0)
+        return jnp.where(valid & ~taken, logits, -jnp.inf)
 
-    def _run(self, key: jax.Array | None, given: jax.Array | None):
-        """Sample (``given`` None) or teacher-force ``given``; returns ints, per-slot
-        log-probabilities and entropies."""
+    def _run(self, key: jax.Array | None, given: jax.Array | None, greedy: bool = False):
+        """Sample (``given`` None), decode greedily, or teacher-force ``given``; returns
+        ints, per-slot log-probabilities and entropies (one ``lax.scan`` over slots)."""
         sp = self.space
-        h = jnp.zeros((self.hidden,), jnp.float32)
-        hc = (h, h)
-        x = self.g_emb[...]
-        ints = jnp.zeros((sp.n_int,), jnp.int32) if given is None else given
-        keys = jax.random.split(key, max(sp.n_int, 1)) if key is not None else None
-        logps, ents = [], []
-        for s in range(sp.n_int):
+        n = sp.n_int
+        h0 = jnp.zeros((self.hidden,), jnp.float32)
+        ints0 = jnp.zeros((n,), jnp.int32) if given is None else given.astype(jnp.int32)
+        keys = jax.random.split(key if key is not None else jax.random.key(0), max(n, 1))
+
+        def body(carry, inp):
+            hc, x, ints = carry
+            s, k = inp
             hc = self._cell(x, hc)
             logits = self._logits(s, hc[0], ints)
             if given is None:
-                ints = ints.at[s].set(jax.random.categorical(keys[s], logits).astype(jnp.int32))
+                choice = jnp.argmax(logits) if greedy else jax.random.categorical(k, logits)
+                ints = ints.at[s].set(choice.astype(jnp.int32))
             logp = jax.nn.log_softmax(logits)
-            safe = jnp.where(jnp.isfinite(logp), logp, 0.0)
-            logps.append(safe[ints[s]])
-            ents.append(-jnp.sum(jnp.exp(safe) * safe * jnp.isfinite(logp)))
-            x = self.w_emb[s][ints[s]]
-        return ints, jnp.stack(logps), jnp.stack(ents)
+            finite = jnp.isfinite(logp)
+            safe = jnp.where(finite, logp, 0.0)
+            ent = -jnp.sum(jnp.where(finite, jnp.exp(safe) * safe, 0.0))
+            x = self.w_emb[...][s, ints[s]]
+            return (hc, x, ints), (safe[ints[s]], ent)
+
+        (_, _, ints), (logps, ents) = jax.lax.scan(
+            body, ((h0, h0), self.g_emb[...], ints0), (jnp.arange(n), keys[:n]))
+        return ints, logps, ents
 
     def sample(self, key: jax.Array) -> DNA:
         """One DNA (jittable)."""
@@ -115,12 +120,5 @@ class LSTMController(nnx.Module):
 
     def mode(self) -> DNA:
         """Greedy decoding (argmax at every step)."""
-        sp = self.space
-        h = jnp.zeros((self.hidden,), jnp.float32)
-        hc, x = (h, h), self.g_emb[...]
-        ints = jnp.zeros((sp.n_int,), jnp.int32)
-        for s in range(sp.n_int):
-            hc = self._cell(x, hc)
-            ints = ints.at[s].set(jnp.argmax(self._logits(s, hc[0], ints)).astype(jnp.int32))
-            x = self.w_emb[s][ints[s]]
-        return sp.canonicalize(DNA(ints, jnp.zeros((0,), jnp.float32)))
+        ints, _, _ = self._run(None, None, greedy=True)
+        return self.space.canonicalize(DNA(ints, jnp.zeros((0,), jnp.float32)))

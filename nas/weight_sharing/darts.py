@@ -39,7 +39,7 @@ HYPERGRADIENTS = ("exact", "finite_difference")
 
 
 def _global_norm(tree) -> jax.Array:
-    return optax.global_norm(tree)
+    return optax.tree.norm(tree)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

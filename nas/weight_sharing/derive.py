@@ -2,9 +2,11 @@
 
 Per ``oneof`` slot: the argmax of ``alpha`` over its candidates, excluding ``none`` ops
 (candidates named none/zero) as DARTS does (unless the slot has nothing else). Per
-``manyof`` group: its positions in order each take the best candidate that an earlier
-position of the group has not taken (``distinct``), then sorted if the group is
-``sorted`` -- for a manyof over input pickers this is the top-k inputs. Inactive slots
+``distinct`` ``manyof`` group of k positions: the k candidates with the highest
+probability at any position (for a manyof over input pickers: the top-k inputs, as DARTS
+keeps the two strongest incoming edges), sorted if the group is ``sorted``, otherwise
+handed to the positions in order, each taking its best remaining one; a non-distinct
+group takes the argmax per position. Inactive slots
 are canonicalized, so the result is a valid DNA of the space: ``space.materialize`` turns
 it into a stand-alone model and the no-sharing algorithms accept it.
 """
@@ -28,16 +30,24 @@ def derive_ints(space, alpha: jax.Array, is_none: np.ndarray | None = None) -> D
         logits = jnp.where(jnp.asarray(is_none & has_other), -jnp.inf, logits)
     ints = jnp.argmax(logits, axis=-1).astype(jnp.int32)
     for slots, distinct, is_sorted in space.groups:
-        taken = jnp.zeros((space.max_choices,), bool)
-        picks = []
-        for s in slots:
-            row = jnp.where(taken, -jnp.inf, logits[s]) if distinct else logits[s]
-            pick = jnp.argmax(row).astype(jnp.int32)
-            taken = taken | (jnp.arange(space.max_choices) == pick)
-            picks.append(pick)
-        picks = jnp.stack(picks)
-        if is_sorted:
-            picks = jnp.sort(picks)
+        rows = logits[np.array(slots)]
+        if not distinct:
+            picks = jnp.argmax(rows, axis=-1).astype(jnp.int32)
+        else:
+            # a candidate's strength is its best probability at any position; keep the
+            # top-k candidates, then give each position (in order) its best remaining one
+            score = jnp.max(jax.nn.softmax(rows, axis=-1), axis=0)
+            chosen = jnp.zeros((space.max_choices,), bool).at[
+                jax.lax.top_k(score, len(slots))[1]].set(True)
+            if is_sorted:
+                picks = jnp.sort(jnp.flatnonzero(chosen, size=len(slots))).astype(jnp.int32)
+            else:
+                picks, free = [], chosen
+                for row in rows:
+                    pick = jnp.argmax(jnp.where(free, row, -jnp.inf)).astype(jnp.int32)
+                    free = free & (jnp.arange(space.max_choices) != pick)
+                    picks.append(pick)
+                picks = jnp.stack(picks)
         ints = ints.at[np.array(slots)].set(picks)
     return space.canonicalize(DNA(ints, jnp.asarray(space.float_low)))
 
