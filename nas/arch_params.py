@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from nas.checks import check_key, check_real
 from nas.space import DNA, Space
 
 
@@ -27,6 +28,11 @@ class ArchDistribution(nnx.Module):
     already taken in the group); sorted groups are scored in their sorted order."""
 
     def __init__(self, space: Space, init_std: float = 0.25):
+        if not isinstance(space, Space):
+            raise ValueError(f"ArchDistribution.space must be a nas.Space, got "
+                             f"{type(space).__name__}")
+        if check_real("ArchDistribution.init_std", init_std) <= 0:
+            raise ValueError(f"ArchDistribution.init_std must be > 0, got {init_std!r}")
         self.space = space
         self.logits = ArchParam(jnp.zeros((space.n_int, space.max_choices), jnp.float32))
         self.mean = ArchParam(jnp.zeros((space.n_float,), jnp.float32))  # sigmoid -> unit
@@ -45,6 +51,7 @@ class ArchDistribution(nnx.Module):
     def log_prob(self, dna: DNA) -> jax.Array:
         """Log-probability of one DNA (active slots only)."""
         sp = self.space
+        sp._check_shapes("log_prob.dna", dna)
         act, fact = sp.active(dna)
         logp_int = jax.nn.log_softmax(self._masked_logits(dna.ints), axis=-1)
         lp = jnp.take_along_axis(logp_int, dna.ints[:, None], axis=1)[:, 0]
@@ -70,6 +77,7 @@ class ArchDistribution(nnx.Module):
 
     def sample(self, key: jax.Array) -> DNA:
         """One DNA drawn from the distribution (jittable)."""
+        check_key("ArchDistribution.sample.key", key)
         sp = self.space
         k_int, k_float = jax.random.split(key)
         keys = jax.random.split(k_int, max(sp.n_int, 1))

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import math
 from collections.abc import Mapping
+
+from nas.checks import check_int, is_int, is_real
 
 
 @dataclasses.dataclass
@@ -20,11 +23,15 @@ class StopByValue:
     thresholds: Mapping[int, float]
 
     def __post_init__(self):
-        if not self.thresholds:
-            raise ValueError("StopByValue.thresholds must map at least one step to a value")
-        if any(not isinstance(s, int) or s < 0 for s in self.thresholds):
+        if not isinstance(self.thresholds, Mapping) or not self.thresholds:
+            raise ValueError("StopByValue.thresholds must be a dict mapping at least one step "
+                             f"to a value, e.g. {{5: 0.5}}; got {self.thresholds!r}")
+        if any(not is_int(s) or s < 0 for s in self.thresholds):
             raise ValueError(
                 f"StopByValue.thresholds keys must be ints >= 0, got {self.thresholds}")
+        for s, v in self.thresholds.items():
+            if not is_real(v) or math.isnan(v):
+                raise ValueError(f"StopByValue.thresholds[{s}] must be a number, got {v!r}")
         self._steps = sorted(self.thresholds)
 
     def should_stop(self, trial_id: int, step: int, value: float) -> bool:
@@ -44,17 +51,17 @@ class StopByRank:
     min_reports: int = 5
 
     def __post_init__(self):
-        if not self.max_rank:
-            raise ValueError("StopByRank.max_rank must map at least one step to a rank")
+        if not isinstance(self.max_rank, Mapping) or not self.max_rank:
+            raise ValueError("StopByRank.max_rank must be a dict mapping at least one step to "
+                             f"a rank, e.g. {{5: 0.5}}; got {self.max_rank!r}")
         for s, r in self.max_rank.items():
-            if not isinstance(s, int) or s < 0:
+            if not is_int(s) or s < 0:
                 raise ValueError(f"StopByRank.max_rank keys must be ints >= 0, got {s!r}")
-            ok = (isinstance(r, int) and r >= 1) or (isinstance(r, float) and 0 < r < 1)
+            ok = (is_int(r) and r >= 1) or (isinstance(r, float) and 0 < r < 1)
             if not ok:
                 raise ValueError(
                     f"StopByRank.max_rank[{s}] must be an int >= 1 or a float in (0, 1), got {r!r}")
-        if self.min_reports < 1:
-            raise ValueError(f"StopByRank.min_reports must be >= 1, got {self.min_reports}")
+        check_int("StopByRank.min_reports", self.min_reports, 1)
         self._history: dict[int, dict[int, float]] = {}
 
     def should_stop(self, trial_id: int, step: int, value: float) -> bool:

@@ -14,6 +14,7 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
+from nas.checks import check_callable, check_int, check_real
 from nas.space import Space
 from nas.tuner import Trial, Tuner
 
@@ -41,9 +42,10 @@ def nested_search(
     """Hyper-parameter search whose reward for each setting ``hp`` is the best reward of
     an architecture search ``inner_algorithm(hp)`` (an algorithm over an architecture
     space, which may depend on ``hp``) of ``objective(hp, architecture)``."""
-    if outer_trials < 1 or inner_trials < 1:
-        raise ValueError(f"outer_trials and inner_trials must be >= 1, got "
-                         f"{outer_trials}, {inner_trials}")
+    check_callable("nested_search.objective", objective)
+    check_callable("nested_search.inner_algorithm", inner_algorithm)
+    check_int("nested_search.outer_trials", outer_trials, 1)
+    check_int("nested_search.inner_trials", inner_trials, 1)
     outer = Tuner(outer_algorithm, seed=seed)
     inners: dict[int, Tuner] = {}
     best: tuple[float, Any, Any] = (-np.inf, None, None)
@@ -68,20 +70,31 @@ def cost_aware(accuracy: Any, cost: Any, target: float, alpha: float = -0.07,
     """MnasNet's reward ``accuracy * (cost / target) ** w`` with ``w = alpha`` when
     ``cost <= target`` and ``beta`` otherwise (soft: alpha = beta = -0.07; a hard limit:
     alpha = 0, beta = -1). Works on floats and JAX arrays."""
-    if target <= 0:
+    if check_real("cost_aware.target", target) <= 0:
         raise ValueError(f"cost_aware.target must be > 0, got {target}")
+    check_real("cost_aware.alpha", alpha)
+    check_real("cost_aware.beta", beta)
     ratio = jnp.asarray(cost, jnp.float32) / target
     w = jnp.where(ratio <= 1.0, alpha, beta)
     return jnp.asarray(accuracy, jnp.float32) * ratio ** w
 
 
+def _check_module(field: str, model: Any) -> None:
+    if not isinstance(model, nnx.Module):
+        raise ValueError(f"{field} must be a Flax NNX module (e.g. space.materialize(dna)), "
+                         f"got {type(model).__name__}")
+
+
 def param_count(model: nnx.Module) -> int:
     """Number of trainable parameters (``nnx.Param`` leaves) of an NNX model."""
+    _check_module("param_count.model", model)
     return int(sum(np.size(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
 
 
 def latency(model: nnx.Module, x: jax.Array, repeats: int = 20) -> float:
     """Median seconds of a jitted forward pass of ``model`` on ``x``."""
+    _check_module("latency.model", model)
+    check_int("latency.repeats", repeats, 1)
     graphdef, state = nnx.split(model)
 
     @jax.jit

@@ -13,6 +13,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from nas.checks import check_bool, check_callable, is_int, is_real
+
 _SCALES = ("linear", "log")
 
 
@@ -53,8 +55,10 @@ class ManyOf:
 
     def __post_init__(self):
         _check_name(self.name)
-        if not isinstance(self.k, int) or self.k < 1:
+        if not is_int(self.k) or self.k < 1:
             raise ValueError(f"manyof.k must be an int >= 1, got {self.k!r}")
+        check_bool("manyof.distinct", self.distinct)
+        check_bool("manyof.sorted", self.sorted)
         if len(self.candidates) < 1:
             raise ValueError("manyof.candidates must hold at least one candidate, got none")
         if self.distinct and self.k > len(self.candidates):
@@ -75,7 +79,7 @@ class Float:
 
     def __post_init__(self):
         _check_name(self.name)
-        if self.scale not in _SCALES:
+        if not isinstance(self.scale, str) or self.scale not in _SCALES:
             raise ValueError(f"floatv.scale must be one of {_SCALES}, got {self.scale!r}")
         if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
             raise ValueError(
@@ -94,7 +98,7 @@ class Int:
 
     def __post_init__(self):
         _check_name(self.name)
-        if not (isinstance(self.low, int) and isinstance(self.high, int)) or self.low > self.high:
+        if not (is_int(self.low) and is_int(self.high)) or self.low > self.high:
             raise ValueError(
                 f"intv needs ints low <= high, got low={self.low!r}, high={self.high!r}")
 
@@ -140,22 +144,30 @@ def manyof(
     """``k`` of ``candidates`` (a list of length ``k`` when materialized)."""
     if isinstance(candidates, (str, bytes)) or not isinstance(candidates, Sequence):
         raise ValueError(f"manyof.candidates must be a list or tuple, got {type(candidates)}")
-    return ManyOf(k, tuple(candidates), distinct, sorted, name)
+    return ManyOf(int(k) if is_int(k) else k, tuple(candidates), distinct, sorted, name)
 
 
 def floatv(low: float, high: float, scale: str = "linear", *, name: str | None = None) -> Float:
     """A float in ``[low, high]``; ``scale`` is ``'linear'`` or ``'log'``."""
+    for field, v in (("low", low), ("high", high)):
+        if not is_real(v):
+            raise ValueError(f"floatv.{field} must be a number, got {v!r}")
     return Float(float(low), float(high), scale, name)
 
 
 def intv(low: int, high: int, *, name: str | None = None) -> Int:
     """An integer in ``[low, high]`` inclusive."""
-    return Int(low, high, name)
+    for field, v in (("low", low), ("high", high)):
+        if not is_int(v):
+            raise ValueError(f"intv.{field} must be an int, got {v!r}")
+    return Int(int(low), int(high), name)
 
 
 def deferred(fn: Callable, *, name: str | None = None) -> Callable[..., Deferred]:
     """``deferred(nnx.Linear)(in_features=..., out_features=oneof([32, 64]), rngs=rngs)``
     records the call; it runs, with concrete arguments, when a DNA is materialized."""
+    check_callable("deferred.fn", fn)
+    _check_name(name)
 
     def make(*args, **kwargs) -> Deferred:
         return Deferred(fn, tuple(args), dict(kwargs), name)

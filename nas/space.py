@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
+from nas.checks import check_int, check_key, check_real, is_int
 from nas.primitives import Deferred, Float, Int, ManyOf, OneOf
 
 
@@ -495,6 +496,7 @@ class Space:
     # ------------------------------------------------------------- sampling (jittable)
     def sample(self, key: jax.Array) -> DNA:
         """A uniformly random DNA (each decision drawn independently; jittable)."""
+        check_key("sample.key", key)
         k_int, k_float, k_grp = jax.random.split(key, 3)
         ints = jax.random.randint(k_int, (self.n_int,), 0, jnp.asarray(self.num_choices))
         gkeys = jax.random.split(k_grp, max(len(self.groups), 1))
@@ -508,6 +510,8 @@ class Space:
 
     def sample_batch(self, key: jax.Array, n: int) -> DNA:
         """``n`` random DNA with a leading axis."""
+        check_key("sample_batch.key", key)
+        check_int("sample_batch.n", n, 1)
         return jax.vmap(self.sample)(jax.random.split(key, n))
 
     def _to_unit(self, floats: jax.Array) -> jax.Array:
@@ -533,6 +537,12 @@ class Space:
         Int slots move to a different allowed index (respecting ``distinct``); float slots
         take a Gaussian step of ``float_sigma`` in the unit (linear or log) scale. Slots that
         the change activates are drawn at random."""
+        check_key("mutate.key", key)
+        self._check_shapes("mutate.dna", dna)
+        if not isinstance(float_sigma, jax.Array):
+            check_real("mutate.float_sigma", float_sigma)
+            if float_sigma < 0:
+                raise ValueError(f"mutate.float_sigma must be >= 0, got {float_sigma!r}")
         k_pick, k_int, k_float, k_fresh = jax.random.split(key, 4)
         act, fact = self.active(dna)
         n_int = self.n_int
@@ -567,14 +577,8 @@ class Space:
     # ------------------------------------------------------------ validation (eager)
     def validate(self, dna: DNA) -> DNA:
         """Check one DNA eagerly; raise ``ValueError`` naming the bad slot."""
-        if not isinstance(dna, DNA):
-            raise ValueError(f"expected a nas.DNA, got {type(dna).__name__}")
+        self._check_shapes("dna", dna)
         ints, floats = np.asarray(dna.ints), np.asarray(dna.floats)
-        if ints.shape != (self.n_int,) or floats.shape != (self.n_float,):
-            raise ValueError(
-                f"DNA shapes must be ints ({self.n_int},) and floats ({self.n_float},); got "
-                f"{ints.shape} and {floats.shape}"
-            )
         if not np.issubdtype(ints.dtype, np.integer):
             raise ValueError(f"DNA.ints must be integers, got dtype {ints.dtype}")
         masks = self.active(DNA(jnp.asarray(ints), jnp.asarray(floats)))
@@ -597,6 +601,19 @@ class Space:
                 raise ValueError(f"manyof {name!r} is sorted but DNA is not: {vals}")
         return DNA(jnp.asarray(ints, jnp.int32), jnp.asarray(floats, jnp.float32))
 
+    def _check_shapes(self, field: str, dna: Any) -> None:
+        """Type and shapes of one DNA (static, so it also works under jit)."""
+        if not isinstance(dna, DNA):
+            raise ValueError(f"{field}: expected a nas.DNA, got {type(dna).__name__}")
+        ints, floats = np.shape(dna.ints), np.shape(dna.floats)
+        if ints != (self.n_int,) or floats != (self.n_float,):
+            batched = ints[1:] == (self.n_int,) and floats[1:] == (self.n_float,)
+            hint = (" (a population: take one with jax.tree.map(lambda x: x[i], dna))"
+                    if batched else " (is it a DNA of another space?)")
+            raise ValueError(
+                f"{field}: DNA shapes must be ints ({self.n_int},) and floats "
+                f"({self.n_float},) for this space; got {ints} and {floats}{hint}")
+
     # -------------------------------------------------------- materialize / encode
     def materialize(self, dna: DNA, seed: int | None = None) -> Any:
         """The concrete value (config, layer list or built model) that ``dna`` names.
@@ -606,8 +623,7 @@ class Space:
         weights whatever ran before (the template's own Rngs is never advanced). ``seed``
         re-seeds those copies instead: stream ``default`` gets ``jax.random.key(seed)``,
         any other stream ``jax.random.fold_in(jax.random.key(seed), crc32(stream name))``."""
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                                 or seed < 0):
+        if seed is not None and not (is_int(seed) and seed >= 0):
             raise ValueError(f"materialize.seed must be None or an int >= 0, got {seed!r}")
         dna = self.validate(dna)
         ints = [int(v) for v in np.asarray(dna.ints)]
@@ -665,6 +681,8 @@ class Space:
 
     def enumerate(self, limit: int | None = None) -> DNA:
         """All architectures of a finite space as one batched DNA (deterministic order)."""
+        if limit is not None:
+            check_int("enumerate.limit", limit, 1)
         if self.n_float:
             raise ValueError("enumerate needs a finite space; this one has floatv decisions")
         size = self.size()
