@@ -27,7 +27,7 @@ from evojax_zero import native
 from evojax_zero.evaluate.interpreter import FunctionRunner, Memory, sigmoid, zero_memory
 from evojax_zero.native import cuda
 from evojax_zero.program.fitness import flip_and_squash
-from evojax_zero.program.programs import Program, ProgramSpec
+from evojax_zero.program.programs import Program, ProgramSpec, check_structure, validate
 from evojax_zero.program.tasks import ACCURACY, RMS_ERROR, Tasks
 
 COMBINE_MODES = ("mean", "median")
@@ -80,6 +80,36 @@ def epoch_schedule(num_train: int, num_epochs: int, requested: int | None) -> li
     """Steps trained in each epoch: ``min(N, remaining)`` until the total is used."""
     total = num_train * num_epochs if requested is None else min(requested, num_train * num_epochs)
     return [min(num_train, total - e * num_train) for e in range(math.ceil(total / num_train))]
+
+
+def _check_tasks(tasks, spec: ProgramSpec) -> None:
+    """Types and shapes of a Tasks batch (values are checked where data enter:
+    ``tasks.from_arrays``)."""
+    if not isinstance(tasks, Tasks):
+        raise ValueError(f"tasks must be a tasks.Tasks (e.g. from tasks.from_arrays), got "
+                         f"{type(tasks).__name__}")
+    if tasks.eval_type not in (RMS_ERROR, ACCURACY):
+        raise ValueError(f"tasks.eval_type must be one of {(RMS_ERROR, ACCURACY)}, "
+                         f"got {tasks.eval_type!r}")
+    tx, ty, vx, vy, order = (tasks.train_x, tasks.train_y, tasks.valid_x, tasks.valid_y,
+                             tasks.epoch_order)
+    if tx.ndim != 3 or vx.ndim != 3:
+        raise ValueError(f"tasks.train_x/valid_x must be [T, N, F], got {tx.shape}, {vx.shape}")
+    T, N, F = tx.shape
+    want = {"train_y": (ty.shape, (T, N)), "valid_x": (vx.shape, (T, vx.shape[1], F)),
+            "valid_y": (vy.shape, (T, vx.shape[1])),
+            "epoch_order": (order.shape, (T, order.shape[1] if order.ndim == 3 else -1, N))}
+    for name, (got, need) in want.items():
+        if tuple(got) != need:
+            raise ValueError(f"tasks.{name} has shape {tuple(got)}, expected {need} to match "
+                             f"train_x {tx.shape}; fix: build tasks with tasks.from_arrays")
+    if min(T, N, vx.shape[1], order.shape[1]) == 0:
+        raise ValueError(f"tasks are empty (train_x {tx.shape}, valid_x {vx.shape}, "
+                         f"epoch_order {order.shape}); fix: at least one task, example and "
+                         f"epoch")
+    if F != spec.feature_size:
+        raise ValueError(f"tasks have feature size {F}; the spec's feature_size is "
+                         f"{spec.feature_size}")
 
 
 class Evaluator:
@@ -156,29 +186,35 @@ class Evaluator:
         return total / per_task.shape[-1]
 
     def _check(self, programs: Program, tasks: Tasks) -> None:
-        if not isinstance(programs, Program):
-            raise ValueError(f"programs must be a Program, got {type(programs).__name__}")
-        if not isinstance(tasks, Tasks):
-            raise ValueError(f"tasks must be a tasks.Tasks, got {type(tasks).__name__}")
-        if len(programs.batch_shape) != 1:
+        """The boundary: types and shapes always; program values (ops, addresses, sizes,
+        index fractions: ``program.validate``, vectorised) when the programs are concrete,
+        i.e. once per public call from Python, not when traced inside the search's jit."""
+        batch = check_structure(self.spec, programs)
+        if len(batch) != 1:
             raise ValueError("programs must have exactly one leading population axis; got "
-                             f"batch shape {programs.batch_shape} (use program.stack)")
-        for fn in ("setup", "predict", "learn"):
-            L = programs.function(fn).op.shape[-1]
-            if L != self.spec.max_size(fn):
-                raise ValueError(f"programs.{fn} has {L} instruction slots; "
-                                 f"the spec's max_{fn}_size is {self.spec.max_size(fn)}")
-        if tasks.feature_size != self.spec.feature_size:
-            raise ValueError(f"tasks have feature size {tasks.feature_size}; "
-                             f"the spec's feature_size is {self.spec.feature_size}")
-        if tasks.eval_type not in (RMS_ERROR, ACCURACY):
-            raise ValueError(f"tasks.eval_type must be one of {(RMS_ERROR, ACCURACY)}")
+                             f"batch shape {batch} (use program.stack)")
+        if batch[0] == 0:
+            raise ValueError("programs: the population is empty (P=0); fix: pass at least "
+                             "one program")
+        _check_tasks(tasks, self.spec)
+        leaves = jax.tree.leaves(programs)
+        if not any(isinstance(x, jax.core.Tracer) or not getattr(x, "is_fully_addressable", True)
+                   for x in leaves):
+            validate(self.spec, programs)
 
     @staticmethod
     def _keys(key, programs: Program) -> jax.Array:
-        if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-            key = jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32))
         P = programs.batch_shape[0]
+        dtype = getattr(key, "dtype", None)
+        if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+            pass
+        elif dtype is not None and jnp.issubdtype(dtype, jnp.integer) \
+                and key.shape[-1:] == (2,):
+            key = jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32))  # legacy raw keys
+        else:
+            raise ValueError(f"key must be a typed PRNG key, got {type(key).__name__} {key!r}; "
+                             f"fix: pass jax.random.key(seed) (or {P} keys from "
+                             f"jax.random.split)")
         if key.shape == ():
             return jax.random.split(key, P)
         if key.shape != (P,):

@@ -9,11 +9,18 @@ Three lines::
     print(result.best_text)
 """
 
-from evojax_zero.experiment.config import DIGITS_HELD_OUT, TASK_KINDS, ExperimentConfig, TaskSpec
+from evojax_zero.experiment.config import (
+    DIGITS_HELD_OUT,
+    TASK_KINDS,
+    ExperimentConfig,
+    TaskSpec,
+    check_run,
+)
+from evojax_zero.experiment.overrides import SCHEMA, ConfigError
 from evojax_zero.experiment.plots import plot_history
 from evojax_zero.experiment.presets import DEMO_OPS, OVERRIDES, PRESETS, load_config, preset
 from evojax_zero.experiment.runner import Result, RunInterrupted, evaluate, run
 
 __all__ = ["DIGITS_HELD_OUT", "TASK_KINDS", "ExperimentConfig", "TaskSpec", "plot_history",
            "DEMO_OPS", "OVERRIDES", "PRESETS", "load_config", "preset", "Result", "evaluate",
-           "run", "RunInterrupted"]
+           "run", "RunInterrupted", "ConfigError", "SCHEMA", "check_run"]

@@ -1,8 +1,9 @@
 """Command line: ``python -m evojax_zero run demo --seed 0`` (or ``evojax-zero run ...``).
 
-``run`` takes a preset name (demo, linear, nonlinear, digits) or a JSON/YAML config file
-(see ``evojax_zero.experiment.runner.load_config``); ``--set key=value`` overrides preset
-settings (population_size, batch_size, max_train_steps, ...).
+``run`` takes a preset name (demo, linear, nonlinear, digits) or a JSON/YAML sweep file
+(see ``evojax_zero.experiment.presets.load_config``); ``--set key=value`` overrides preset
+settings (the keys, types and defaults: ``run --help``). Bad arguments, settings or files
+are reported on stderr with exit code 2 and no traceback (docs/errors.md).
 """
 
 from __future__ import annotations
@@ -12,61 +13,91 @@ import json
 import os
 import sys
 
+from evojax_zero.experiment import presets
+from evojax_zero.experiment.config import CLI_NAMES, check_run, check_seed
+from evojax_zero.experiment.overrides import ConfigError, help_table, parse_cli
+from evojax_zero.experiment.runner import run
+from evojax_zero.search import distributed
 
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+_CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    parser = argparse.ArgumentParser(prog="evojax-zero", description=__doc__.splitlines()[0],
+                                     epilog="`evojax-zero run --help` lists the --set keys.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    defaults = {p: presets.preset_defaults(p) for p in presets.PRESETS}
+    r = sub.add_parser("run", help="run a preset or a config file",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=help_table(defaults) + "\n\nexit codes: 0 done, 2 bad arguments, "
+                       "settings or files (see docs/errors.md)")
+    r.add_argument("target", help=f"preset ({', '.join(presets.PRESETS)}) or a JSON/YAML "
+                                   "sweep file")
+    r.add_argument("--seed", type=int, default=None,
+                   help="random seed, an int in [0, 2**32 - 1] (default 0; for a sweep file: "
+                        "replaces its seeds)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="preset override, e.g. --set population_size=100 (repeatable; applied "
+                        "on top of a sweep file's overrides; keys below)")
+    r.add_argument("--out", default=None, help="output directory (log, programs, plot)")
+    r.add_argument("--checkpoint-dir", default=None, help="save here and resume from here")
+    r.add_argument("--checkpoint-every", type=int, default=1,
+                   help="generations per save, an int >= 1 (default 1)")
+    r.add_argument("--devices", type=int, default=None,
+                   help="shard the population over this many devices (it must divide "
+                        "population_size). On a CPU, get N devices with XLA_FLAGS="
+                        "--xla_force_host_platform_device_count=N")
+    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--traceback", action="store_true",
+                   help="on an error, show the Python traceback (for bug reports)")
+    return parser, r
+
+
+def _runs(target: str, seed, overrides: dict) -> list:
+    """(config, seed) pairs of a preset or a sweep file; ConfigError if neither."""
+    if os.path.isfile(target):
+        return presets.load_config(target, overrides, seed)
+    if target in presets.PRESETS:
+        return [(presets.preset(target, **overrides), 0 if seed is None else seed)]
+    if os.path.exists(target):
+        raise ConfigError(f"config file {target!r} is a directory; fix: give a .json/.yaml file "
+                          f"or a preset ({', '.join(presets.PRESETS)})")
+    if os.sep in target or target.endswith(_CONFIG_SUFFIXES):
+        raise ConfigError(f"config file {target!r}: no such file; fix: check the path, or give a "
+                          f"preset ({', '.join(presets.PRESETS)})")
+    presets.preset_defaults(target)  # raises: unknown preset, with the closest name
+    raise AssertionError("unreachable")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="evojax-zero", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run a preset or a config file")
-    r.add_argument("target", help="preset (demo, linear, nonlinear, digits) or config file")
-    r.add_argument("--seed", type=int, default=None)
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="preset override, e.g. --set population_size=100")
-    r.add_argument("--out", default=None, help="output directory (log, programs, plot)")
-    r.add_argument("--checkpoint-dir", default=None, help="save here and resume from here")
-    r.add_argument("--checkpoint-every", type=int, default=1, help="generations per save")
-    r.add_argument("--devices", type=int, default=None, help="shard over this many devices")
-    r.add_argument("--no-progress", action="store_true")
+    parser, run_parser = _parser()
     args = parser.parse_args(argv)
-
-    from evojax_zero import experiment
-    from evojax_zero.search import distributed
-
-    # Multi-host: only when the environment asks (docs/multihost.md); before any JAX call.
-    distributed.maybe_initialize()
-
-    overrides = {}
-    for item in args.set:
-        if "=" not in item:
-            parser.error(f"--set needs KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        overrides[k] = _value(v)
     try:
-        if os.path.isfile(args.target):
-            runs = experiment.load_config(args.target)
-            if args.seed is not None:
-                runs = [(c, args.seed) for c, _ in runs]
-        else:
-            runs = [(experiment.preset(args.target, **overrides), args.seed or 0)]
-    except ValueError as e:
-        parser.error(str(e))
-    for i, (config, seed) in enumerate(runs):
-        out = args.out
-        if out and len(runs) > 1:
-            out = os.path.join(out, f"run{i}_{config.name}_seed{seed}")
-        res = experiment.run(config, seed, out_dir=out, checkpoint_dir=args.checkpoint_dir,
-                             checkpoint_every=args.checkpoint_every, num_devices=args.devices,
-                             progress=not args.no_progress, log=print)
-        print(json.dumps({"preset": config.name, "seed": seed,
-                          "select_fitness": res.select_fitness,
-                          "final_fitness": res.final_fitness, "individuals": res.individuals,
-                          "seconds": round(res.seconds, 2)}))
+        # Multi-host: only when the environment asks (docs/multihost.md); before any JAX call.
+        distributed.maybe_initialize()
+        if args.seed is not None:
+            check_seed(args.seed, "--seed")
+        runs = _runs(args.target, args.seed, parse_cli(args.set))
+        for config, seed in runs:
+            check_run(config, seed, out_dir=args.out, checkpoint_dir=args.checkpoint_dir,
+                      checkpoint_every=args.checkpoint_every, num_devices=args.devices,
+                      names=CLI_NAMES)
+        for i, (config, seed) in enumerate(runs):
+            out = args.out
+            if out and len(runs) > 1:
+                out = os.path.join(out, f"run{i}_{config.name}_seed{seed}")
+            res = run(config, seed, out_dir=out, checkpoint_dir=args.checkpoint_dir,
+                      checkpoint_every=args.checkpoint_every, num_devices=args.devices,
+                      progress=not args.no_progress, log=print)
+            print(json.dumps({"preset": config.name, "seed": seed,
+                              "select_fitness": res.select_fitness,
+                              "final_fitness": res.final_fitness,
+                              "individuals": res.individuals,
+                              "seconds": round(res.seconds, 2)}))
+    except ValueError as e:  # ConfigError and the library's boundary checks: bad input
+        if args.traceback:
+            raise
+        run_parser.error(str(e))
     return 0
 
 

@@ -4,10 +4,14 @@ the reference's experiment protocol (:class:`ExperimentConfig`)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
+import jax
 import numpy as np
 
+from evojax_zero.experiment.overrides import ConfigError
 from evojax_zero.program import tasks
+from evojax_zero.program.ops import SUPPORTED_FEATURE_SIZES
 from evojax_zero.search.loop import SearchConfig
 
 DIGITS_HELD_OUT = ((0, 5), (0, 9), (1, 8), (2, 9), (3, 5), (3, 6), (3, 8), (4, 6), (8, 9))
@@ -30,6 +34,20 @@ class TaskSpec:
     def __post_init__(self):
         if self.kind not in TASK_KINDS:
             raise ValueError(f"TaskSpec.kind must be one of {TASK_KINDS}, got {self.kind!r}")
+        lo = 0 if self.kind == "digits" else 1  # digits take their splits from the dataset
+        for name, low in (("num_tasks", 1), ("num_train", lo), ("num_valid", lo)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < low:
+                raise ValueError(f"TaskSpec.{name} must be an int >= {low}, got {v!r}")
+        if self.feature_size not in SUPPORTED_FEATURE_SIZES:
+            raise ValueError(f"TaskSpec.feature_size must be one of {SUPPORTED_FEATURE_SIZES}, "
+                             f"got {self.feature_size!r}")
+        for name in ("param_seeds", "data_seeds"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, tuple | list) or not v or not all(
+                    isinstance(x, int | np.integer) and not isinstance(x, bool) for x in v)):
+                raise ValueError(f"TaskSpec.{name} must be None or a non-empty tuple of ints, "
+                                 f"got {v!r}")
 
     def build(self, rng: np.random.Generator | None = None) -> tasks.Tasks:
         """Tasks; with ``rng`` the seeds are redrawn (``--randomize_task_seeds``)."""
@@ -84,3 +102,95 @@ class ExperimentConfig:
             v = getattr(self, n)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"ExperimentConfig.{n} must be an int >= 0, got {v!r}")
+        f = self.sufficient_fitness
+        if isinstance(f, bool) or not isinstance(f, int | float) or not np.isfinite(f):
+            raise ValueError(f"ExperimentConfig.sufficient_fitness must be a finite number, "
+                             f"got {f!r}")
+        for n in ("search_tasks", "select_tasks", "final_tasks"):
+            if not isinstance(getattr(self, n), TaskSpec):
+                raise ValueError(f"ExperimentConfig.{n} must be a TaskSpec")
+        if not isinstance(self.search, SearchConfig):
+            raise ValueError("ExperimentConfig.search must be a SearchConfig")
+
+
+# ---------------------------------------------------------------------------------------
+# The arguments of a run (``experiment.run`` and the CLI), checked before any work
+# ---------------------------------------------------------------------------------------
+
+MAX_SEED = 2**32 - 1  # jax.random.key keeps 32 bits of the seed (x64 off)
+_PY_NAMES = {"seed": "seed", "out": "out_dir", "checkpoint_dir": "checkpoint_dir",
+             "checkpoint_every": "checkpoint_every", "devices": "num_devices"}
+CLI_NAMES = {"seed": "--seed", "out": "--out", "checkpoint_dir": "--checkpoint-dir",
+             "checkpoint_every": "--checkpoint-every", "devices": "--devices"}
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """``seed`` as an int in [0, 2**32 - 1] or a :class:`ConfigError` naming ``name``."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) \
+            or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{name}: expected an int in [0, {MAX_SEED}], got {seed!r}; "
+                          f"fix: e.g. {name.split(': ')[-1]} 0")
+    return int(seed)
+
+
+def check_run(config: ExperimentConfig, seed, *, out_dir=None, checkpoint_dir=None,
+              checkpoint_every=1, num_devices=None, names: dict | None = None) -> None:
+    """Check the arguments of ``experiment.run`` up front (``names`` maps them to the CLI's
+    flags); raises :class:`ConfigError` naming the argument, the allowed values and the fix."""
+    n = {**_PY_NAMES, **(names or {})}
+    if not isinstance(config, ExperimentConfig):
+        raise ConfigError(f"config must be an ExperimentConfig (e.g. experiment.preset('demo')),"
+                          f" got {type(config).__name__}")
+    check_seed(seed, n["seed"])
+    ce = checkpoint_every
+    if isinstance(ce, bool) or not isinstance(ce, int | np.integer) or ce < 1:
+        raise ConfigError(f"{n['checkpoint_every']}: expected an int >= 1 (generations between "
+                          f"checkpoints), got {ce!r}; fix: e.g. {n['checkpoint_every']} 10")
+    for key, d in (("out", out_dir), ("checkpoint_dir", checkpoint_dir)):
+        if d is None:
+            continue
+        if not isinstance(d, str | os.PathLike) or not os.fspath(d):
+            raise ConfigError(f"{n[key]}: expected a directory path, got {d!r}")
+        if os.path.exists(d) and not os.path.isdir(d):
+            raise ConfigError(f"{n[key]}: {os.fspath(d)!r} exists and is not a directory; "
+                              f"fix: give a new or existing directory")
+        parent = _existing_parent(os.fspath(d))
+        if not os.path.isdir(parent):
+            raise ConfigError(f"{n[key]}: cannot create {os.fspath(d)!r}: {parent!r} is a "
+                              f"file; fix: give a directory path")
+        if not os.access(parent, os.W_OK):
+            raise ConfigError(f"{n[key]}: {parent!r} is not writable; fix: give a directory "
+                              f"you can write to")
+    check_devices(num_devices, config.search.population_size, n["devices"])
+
+
+def _existing_parent(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def check_devices(num_devices, population_size: int, name: str = "num_devices") -> None:
+    """``num_devices`` must be available and divide the population (see README)."""
+    if num_devices is None:
+        return
+    if isinstance(num_devices, bool) or not isinstance(num_devices, int | np.integer) \
+            or num_devices < 1:
+        raise ConfigError(f"{name}: expected an int >= 1, got {num_devices!r}")
+    if population_size % num_devices:
+        ok = [d for d in range(1, min(population_size, 16) + 1) if population_size % d == 0]
+        raise ConfigError(
+            f"{name} {num_devices}: the population ({population_size}) is sharded evenly over "
+            f"the devices, so population_size must be divisible by {name}; fix: {name} one of "
+            f"{ok}, or population_size a multiple of {num_devices}")
+    have = jax.device_count()
+    if num_devices > have:
+        platform = jax.default_backend()
+        raise ConfigError(
+            f"{name} {num_devices}: JAX sees {have} {platform} device(s). On a CPU, start Python "
+            f"with XLA_FLAGS=--xla_force_host_platform_device_count={num_devices} in the "
+            f"environment (e.g. XLA_FLAGS=--xla_force_host_platform_device_count={num_devices}"
+            f" python -m evojax_zero run ...); on a GPU host, ask for at most the number of "
+            f"visible GPUs (nvidia-smi -L; CUDA_VISIBLE_DEVICES), or run on several hosts "
+            f"(docs/multihost.md); fix: {name} {have} or fewer, or more devices as above")

@@ -12,6 +12,7 @@ Plain per-instruction lists use the reference's order
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Sequence
 
@@ -211,6 +212,8 @@ def from_lists(
     learn: Sequence[Sequence] = (),
 ) -> Program:
     """Build an unbatched Program from per-instruction lists (reference op ids)."""
+    if not isinstance(spec, ProgramSpec):
+        raise ValueError(f"spec must be a ProgramSpec, got {type(spec).__name__}")
     return Program(
         setup=function_from_lists(spec, "setup", setup),
         predict=function_from_lists(spec, "predict", predict),
@@ -267,29 +270,112 @@ def empty(spec: ProgramSpec, batch_shape: tuple[int, ...] = (), sizes=None) -> P
     return Program(**fns)
 
 
+_INT_MIN, _INT_MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+
+
+@functools.lru_cache(maxsize=64)
+def _op_tables(spec: ProgramSpec, fn: str):
+    """Per-op lookup tables of function ``fn``: allowed[op], address bounds lo/hi[op, slot]
+    (unused slots unbounded) and which data columns are index fractions in [0, 1)."""
+    allowed = np.zeros(NUM_OPS, bool)
+    allowed[[int(o) for o in spec.ops(fn)]] = True
+    lo = np.full((NUM_OPS, 3), _INT_MIN, np.int64)
+    hi = np.full((NUM_OPS, 3), _INT_MAX, np.int64)
+    frac = np.zeros((NUM_OPS, 4), bool)
+    for s in OP_SPECS:
+        for slot, kind in enumerate((s.in1, s.in2, s.out)):
+            if kind != Kind.NONE:
+                lo[s.op, slot] = FIRST_OUT_ADDRESS[kind] if slot == 2 else 0
+                hi[s.op, slot] = spec.num_addresses(kind) - 1
+    frac[Op.VECTOR_CONST_SET, 1] = True
+    frac[Op.MATRIX_CONST_SET, 1:3] = True
+    return allowed, lo, hi, frac
+
+
+def check_structure(spec: ProgramSpec, program) -> tuple[int, ...]:
+    """Types, dtypes and shapes of a (possibly batched, possibly traced) Program against
+    ``spec``; returns the batch shape. Cheap: no values are read."""
+    if not isinstance(program, Program):
+        raise ValueError(f"programs must be a Program (from program.from_lists/from_text/"
+                         f"stack), got {type(program).__name__}")
+    batch = None
+    for fn in FUNCTION_NAMES:
+        f = program.function(fn)
+        if not isinstance(f, Function):
+            raise ValueError(f"programs.{fn} must be a Function, got {type(f).__name__}")
+        L = spec.max_size(fn)
+        for field, kind, tail in (("op", "iu", (L,)), ("addr", "iu", (L, 3)),
+                                  ("data", "f", (L, 4)), ("size", "iu", ())):
+            x = getattr(f, field)
+            shape, dt = getattr(x, "shape", None), getattr(x, "dtype", None)
+            if shape is None or dt is None:
+                raise ValueError(f"programs.{fn}.{field} must be an array, got "
+                                 f"{type(x).__name__}")
+            if np.dtype(dt).kind not in kind:
+                want = "a float" if kind == "f" else "an int"
+                raise ValueError(f"programs.{fn}.{field} must have {want} dtype, got {dt}; "
+                                 f"fix: build programs with program.from_lists or empty")
+            if len(shape) < len(tail) or tuple(shape[len(shape) - len(tail):]) != tail:
+                raise ValueError(
+                    f"programs.{fn}.{field} has shape {tuple(shape)}; the spec needs [..., "
+                    f"{', '.join(map(str, tail))}] (max_{fn}_size={L})" if tail else
+                    f"programs.{fn}.size has shape {tuple(shape)}")
+            b = tuple(shape[:len(shape) - len(tail)])
+            if batch is None:
+                batch = b
+            elif b != batch:
+                raise ValueError(f"programs.{fn}.{field} has batch shape {b}, other fields "
+                                 f"{batch}; fix: stack whole programs with program.stack")
+    return batch
+
+
 def validate(spec: ProgramSpec, program: Program) -> None:
-    """Raise ValueError if any program of a (possibly batched) population is invalid."""
+    """Raise ValueError if any program of a (possibly batched) population is invalid:
+    wrong types/shapes for ``spec``, size outside [0, L], ops unknown or not allowed in the
+    function, non-NO_OP padding, addresses out of range, index fractions outside [0, 1).
+
+    Vectorised NumPy over the whole population (one device-to-host copy); the message names
+    the first bad program, function and instruction."""
+    batch = check_structure(spec, program)
     progs = jax.device_get(program)
     for fn in FUNCTION_NAMES:
         f = progs.function(fn)
         L = spec.max_size(fn)
-        if f.op.shape[-1] != L:
-            raise ValueError(f"{fn}: instruction axis is {f.op.shape[-1]}, spec says {L}")
-        ops = np.asarray(f.op).reshape(-1, L)
-        addr = np.asarray(f.addr).reshape(-1, L, 3)
+        ops = np.asarray(f.op).reshape(-1, L).astype(np.int64)
+        addr = np.asarray(f.addr).reshape(-1, L, 3).astype(np.int64)
         data = np.asarray(f.data).reshape(-1, L, 4)
-        size = np.asarray(f.size).reshape(-1)
-        for b in range(ops.shape[0]):
-            if not 0 <= size[b] <= L:
-                raise ValueError(f"program {b} {fn}: size {size[b]} not in [0, {L}]")
-            for i in range(L):
-                if i >= size[b] and ops[b, i] != 0:
-                    raise ValueError(f"program {b} {fn} instruction {i}: padding must be NO_OP")
-                row = [int(ops[b, i]), *map(int, addr[b, i]), *map(float, data[b, i])]
-                try:
-                    _check_instruction(spec, fn, i, row)
-                except ValueError as e:
-                    raise ValueError(f"program {b}: {e}") from None
+        size = np.asarray(f.size).reshape(-1).astype(np.int64)
+
+        def where(b):
+            return f"program {b} " if batch else ""
+
+        bad_size = (size < 0) | (size > L)
+        if bad_size.any():
+            b = int(np.argmax(bad_size))
+            raise ValueError(f"{where(b)}{fn}: size {size[b]} not in [0, {L}] "
+                             f"(max_{fn}_size); {int(bad_size.sum())} program(s) affected")
+        active = np.arange(L)[None, :] < size[:, None]
+        known = (ops >= 0) & (ops < NUM_OPS)
+        bad_pad = ~active & (ops != 0)
+        allowed, lo, hi, frac = _op_tables(spec, fn)
+        safe = np.where(known, ops, 0)
+        bad_addr = ((addr < lo[safe]) | (addr > hi[safe])).any(-1)
+        f32 = data.astype(np.float32)
+        bad_frac = (frac[safe] & ~((f32 >= 0) & (f32 < 1))).any(-1)
+        bad = (active & (~known | ~allowed[safe] | bad_addr | bad_frac)) | bad_pad
+        if bad.any():
+            b, i = (int(v) for v in np.argwhere(bad)[0])
+            more = int(bad.sum()) - 1
+            tail = f" ({more} more bad instruction(s) in {fn})" if more else ""
+            if bad_pad[b, i]:
+                raise ValueError(f"{where(b)}{fn} instruction {i}: padding must be NO_OP "
+                                 f"(op 0) past size {size[b]}, got op {ops[b, i]}{tail}")
+            row = [int(ops[b, i]), *map(int, addr[b, i]), *map(float, data[b, i])]
+            try:
+                _check_instruction(spec, fn, i, row)
+            except ValueError as e:
+                raise ValueError(f"{where(b)}{fn}: {e}{tail}") from None
+            raise AssertionError(f"validate: unexplained bad instruction {row}")  # unreachable
 
 
 # ---------------------------------------------------------------------------------------
@@ -392,6 +478,13 @@ def parse_instruction(line: str) -> list:
 
 def from_text(spec: ProgramSpec, text: str) -> Program:
     """Parse the output of :func:`to_text` (or hand-written code in that style)."""
+    if not isinstance(spec, ProgramSpec):
+        raise ValueError(f"spec must be a ProgramSpec, got {type(spec).__name__}")
+    if isinstance(text, bytes | bytearray):
+        raise ValueError("text must be a str, got bytes; fix: from_text(spec, data.decode())")
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a str (the program's code), got {type(text).__name__};"
+                         f" fix: e.g. from_text(spec, open(path).read())")
     lists: dict[str, list] = {fn: [] for fn in FUNCTION_NAMES}
     current = None
     for lineno, raw in enumerate(text.splitlines(), 1):

@@ -160,6 +160,29 @@ def teacher_regression(num_tasks: int = 1, feature_size: int = 4, num_train: int
                              num_epochs, param_seeds, data_seeds, dtype)
 
 
+def _user_array(name: str, a) -> np.ndarray:
+    """A user array as float64, or a ValueError naming it (not numbers, NaN/inf)."""
+    try:
+        arr = np.asarray(a)
+    except Exception as e:  # ragged lists and the like
+        raise ValueError(f"{name} cannot be read as an array ({e}); fix: pass a NumPy array "
+                         f"of numbers") from None
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold real numbers (bool, int or float), got dtype "
+                         f"{arr.dtype}; fix: convert it, e.g. np.asarray({name}, np.float64)")
+    return arr.astype(np.float64)
+
+
+def _check_finite(name: str, arr: np.ndarray) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{name} has {int(bad.sum())} non-finite value(s) (first: {arr[first]} at index "
+            f"{first}); every program would score 0 on this task; fix: drop or impute those "
+            f"examples before tasks.from_arrays (e.g. keep rows where np.isfinite(x).all(-1))")
+
+
 def from_arrays(train_x, train_y, valid_x, valid_y, eval_type: str = RMS_ERROR,
                 num_epochs: int = 1, data_seed: int = 0, dtype=None,
                 epoch_order=None) -> Tasks:
@@ -167,35 +190,67 @@ def from_arrays(train_x, train_y, valid_x, valid_y, eval_type: str = RMS_ERROR,
 
     Epoch 0 visits examples in stored order and later epochs in a permutation drawn from
     ``data_seed + t``; pass ``epoch_order`` (int ``[E, N]`` or ``[T, E, N]``) to fix the
-    order of every epoch yourself (``num_epochs`` is then ``E``)."""
+    order of every epoch yourself (``num_epochs`` is then ``E``).
+
+    Arrays must hold real, finite numbers and at least one example each; a NaN, an inf, an
+    empty array or a shape mismatch raises a ValueError naming the array."""
     if eval_type not in EVAL_TYPES:
         raise ValueError(f"eval_type must be one of {EVAL_TYPES}, got {eval_type!r}")
     _check_positive("num_epochs", num_epochs)
-    arrays = [np.asarray(a, np.float64) for a in (train_x, train_y, valid_x, valid_y)]
-    if arrays[0].ndim == 2:
-        arrays = [a[None] for a in arrays]
-    tx, ty, vx, vy = arrays
-    if tx.ndim != 3 or vx.ndim != 3:
-        raise ValueError(f"train_x/valid_x must be [N, F] or [T, N, F]; got {tx.shape}, {vx.shape}")
-    if ty.shape != tx.shape[:2] or vy.shape != vx.shape[:2]:
-        raise ValueError(
-            f"labels must match examples: train_x {tx.shape} vs train_y {ty.shape}, "
-            f"valid_x {vx.shape} vs valid_y {vy.shape}")
+    if isinstance(data_seed, bool) or not isinstance(data_seed, int | np.integer) \
+            or data_seed < 0:
+        raise ValueError(f"data_seed must be an int >= 0, got {data_seed!r}")
+    names = ("train_x", "train_y", "valid_x", "valid_y")
+    tx, ty, vx, vy = (_user_array(n, a) for n, a in zip(
+        names, (train_x, train_y, valid_x, valid_y), strict=True))
+    if tx.ndim not in (2, 3):
+        raise ValueError(f"train_x must be [N, F] (one task) or [T, N, F], got shape {tx.shape}"
+                         f"; fix: e.g. x.reshape(len(x), -1) for one feature per column")
+    one_task = tx.ndim == 2
+    want_x = "[N, F]" if one_task else "[T, N, F]"
+    want_y = "[N]" if one_task else "[T, N]"
+    if vx.ndim != tx.ndim:
+        raise ValueError(f"valid_x must be {want_x} like train_x {tx.shape}, got shape "
+                         f"{vx.shape}")
+    for name, y, x in (("train_y", ty, tx), ("valid_y", vy, vx)):
+        if y.shape != x.shape[:-1]:
+            xname = name[:-1] + "x"
+            fix = f"{name}.reshape(-1)" if y.shape == (*x.shape[:-1], 1) else \
+                f"one label per example of {xname}"
+            raise ValueError(f"{name} must be {want_y} (the labels, one per example of "
+                             f"{xname} {x.shape}), got shape {y.shape}; fix: {fix}")
+    if one_task:
+        tx, ty, vx, vy = (a[None] for a in (tx, ty, vx, vy))
     if tx.shape[0] != vx.shape[0] or tx.shape[2] != vx.shape[2]:
-        raise ValueError(f"train and valid disagree on tasks/features: {tx.shape} vs {vx.shape}")
+        raise ValueError(f"train_x and valid_x disagree on tasks/features: {tx.shape} vs "
+                         f"{vx.shape}; fix: same T and F in both")
+    for name, a in zip(names, (tx, ty, vx, vy), strict=True):
+        if a.size == 0:
+            shape = a.shape[1:] if one_task else a.shape
+            raise ValueError(f"{name} is empty (shape {shape}); fix: give at least one "
+                             f"example (and one feature) per task")
     _check_feature_size(tx.shape[2])
-    if eval_type == ACCURACY and not np.isin(np.concatenate([ty.ravel(), vy.ravel()]),
-                                             (0.0, 1.0)).all():
-        raise ValueError("accuracy tasks need labels in {0, 1}")
+    for name, a in zip(names, (tx, ty, vx, vy), strict=True):
+        _check_finite(name, a[0] if one_task else a)
+    if eval_type == ACCURACY:
+        for name, y in (("train_y", ty), ("valid_y", vy)):
+            odd = ~np.isin(y, (0.0, 1.0))
+            if odd.any():
+                raise ValueError(f"{name}: accuracy tasks need labels in {{0, 1}}, found "
+                                 f"{y[odd][0]!r}; fix: map the classes to 0/1 or use "
+                                 f"eval_type={RMS_ERROR!r}")
     if epoch_order is None:
         orders = [epoch_orders(data_seed + t, tx.shape[1], num_epochs) for t in range(len(tx))]
     else:
         orders = np.asarray(epoch_order)
+        if orders.dtype.kind not in "iu":
+            raise ValueError(f"epoch_order must hold ints, got dtype {orders.dtype}")
         if orders.ndim == 2:
             orders = np.broadcast_to(orders, (len(tx), *orders.shape))
         n = tx.shape[1]
         if orders.ndim != 3 or orders.shape[0] != len(tx) or orders.shape[2] != n \
-                or any(sorted(o) != list(range(n)) for o in orders.reshape(-1, n)):
+                or orders.shape[1] == 0 \
+                or not (np.sort(orders, axis=-1) == np.arange(n)).all():
             raise ValueError(f"epoch_order must be [E, N] or [T, E, N] permutations of "
                              f"range(N={tx.shape[1]}); got shape {orders.shape}")
     items = [(tx[t], ty[t], vx[t], vy[t], orders[t]) for t in range(len(tx))]
