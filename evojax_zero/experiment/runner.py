@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import sys
 import time
@@ -28,13 +29,14 @@ from tqdm.auto import tqdm
 
 from evojax_zero.evaluate import analysis
 from evojax_zero.evaluate.evaluator import EvalConfig, Evaluator
-from evojax_zero.experiment.checkpoint import Checkpointer, cache_from_json, cache_to_json
+from evojax_zero.experiment.checkpoint import Checkpointer, run_identity
 from evojax_zero.experiment.config import ExperimentConfig
 from evojax_zero.experiment.plots import plot_history
+from evojax_zero.experiment.state import RunState
 from evojax_zero.program import tasks
 from evojax_zero.program.programs import Program, ProgramSpec, from_lists, to_lists, to_text
 from evojax_zero.search.distributed import population_mesh, to_host
-from evojax_zero.search.loop import Search, progress_line
+from evojax_zero.search.loop import Search, abstract_state, progress_line
 
 # ---------------------------------------------------------------------------------------
 
@@ -74,68 +76,57 @@ def _evaluator(spec: ProgramSpec, backend: str) -> Evaluator:
 
 
 def run(config: ExperimentConfig, seed: int = 0, *, out_dir: str | None = None,
-        checkpoint_dir: str | None = None, checkpoint_every: int = 1,
-        num_devices: int | None = None, progress: bool = True, log=None,
-        stop_after_generations: int | None = None) -> Result:
+        checkpoint_dir: str | None = None, checkpoint_every: int | None = None,
+        checkpoint_seconds: float | None = 60.0, num_devices: int | None = None,
+        progress: bool = True, log=None, stop_after_generations: int | None = None) -> Result:
     """Run experiments until sufficient selection fitness or max_experiments.
 
-    ``checkpoint_dir`` saves after every ``checkpoint_every`` generations and resumes
-    from the latest checkpoint there. ``out_dir`` receives log.txt, best.txt,
-    simplified.txt and fitness.png. ``num_devices`` shards the population.
+    ``checkpoint_dir`` saves the run there every ``checkpoint_every`` generations and/or
+    every ``checkpoint_seconds`` seconds (whichever comes first; None = not by that
+    measure), after every experiment and once finished, and resumes from the newest intact
+    step there: a finished run returns its saved result without searching again; a
+    checkpoint of another run (seed or any config field) is refused with a ``ValueError``.
+    ``out_dir`` receives log.txt, best.txt, simplified.txt, fitness.png and result.json.
+    ``num_devices`` shards the population.
     """
+    _check_schedule(checkpoint_every, checkpoint_seconds)
     c = config
-    if out_dir:
-        os.makedirs(out_dir, exist_ok=True)
-    logf = open(os.path.join(out_dir, "log.txt"), "a") if out_dir else None  # noqa: SIM115
-
-    def emit(line):
-        if log is not None:
-            log(line)
-        elif not progress:
-            pass
-        else:
-            tqdm.write(line, file=sys.stdout)
-        if logf:
-            logf.write(line + "\n")
-            logf.flush()
-
     spec = c.search.spec
     mesh = population_mesh(num_devices)
-    ckpt = Checkpointer(checkpoint_dir) if checkpoint_dir else None
-    host = {"experiment": 0, "best_lists": None, "best_select": -1.0, "best_search": 0.0,
-            "history": [], "total_individuals": 0, "total_train_steps": 0, "seconds": 0.0,
-            "done_experiment": False, "solved_seconds": None}
-    t0 = time.time()
-    state = search = None
+    ckpt = Checkpointer(checkpoint_dir, run_identity(c, seed)) if checkpoint_dir else None
+    rs = None
+    if ckpt is not None:
+        rs = ckpt.restore(abstract_state(c.search),
+                          c.search.fec.cache_size if c.search.fec is not None else None)
+    rs = rs or RunState()
+    emit, close_log = _logger(out_dir, log, progress)
+    t0 = time.time() - rs.seconds
+    if rs.result is not None:
+        emit(f"{checkpoint_dir} holds this run, finished; its saved result:")
+        res = _result(spec, rs)
+        _report(res, emit, out_dir, c.name)
+        close_log()
+        if ckpt:
+            ckpt.close()
+        return res
+
+    def save():
+        if ckpt is not None:
+            rs.seconds = time.time() - t0
+            ckpt.save(rs)
+
+    schedule = _Schedule(checkpoint_every, checkpoint_seconds)
     generations_run = 0
-    resumed = False
-    if ckpt is not None and ckpt.latest_step() is not None:
-        host = ckpt.restore_host()
-        resumed = not host["fresh"]
-        t0 = time.time() - host["seconds"]
-    while True:
-        exp = host["experiment"]
-        if c.max_experiments and exp >= c.max_experiments:
-            break
-        rng = np.random.default_rng([seed, exp]) if c.randomize_task_seeds else None
-        search_tasks = c.search_tasks.build(rng)
-        select_tasks = c.select_tasks.build(rng)
+    while not rs.done:
+        exp = rs.experiment
+        search_tasks, select_tasks = _experiment_tasks(c, seed, exp)
         search = Search(c.search, search_tasks, mesh)
-        key = jax.random.fold_in(jax.random.key(seed), exp)
-        if resumed:
-            state, host = ckpt.restore(search.abstract_state(key))
-            state = search.place(state)
-            counters = host["counters"]
-            search.counters.individuals = counters["individuals"]
-            search.counters.train_steps = counters["train_steps"]
-            search.counters.fec_hits = counters["fec_hits"]
-            search.counters.fec_lookups = counters["fec_lookups"]
-            if search.cache is not None and host.get("cache"):
-                search.cache.load_arrays(cache_from_json(host["cache"]))
-            t0 = time.time() - host["seconds"]
-            resumed = False
+        if rs.in_experiment:  # resumed mid-experiment
+            state = search.place(rs.search)
+            search.counters = rs.counters
+            search.load_cache(rs.cache)
         else:
-            state = search.init(key)
+            state = search.init(jax.random.fold_in(jax.random.key(seed), exp))
             emit(progress_line(search.counters.individuals, time.time() - t0,
                                search.stats(state)))
         bar = tqdm(total=c.max_train_steps, disable=not progress, unit="step",
@@ -150,10 +141,10 @@ def run(config: ExperimentConfig, seed: int = 0, *, out_dir: str | None = None,
             dt = time.time() - ts
             stats = search.stats(state)
             now = time.time() - t0
-            host["history"].append([host["total_individuals"] + search.counters.individuals,
-                                    now, stats["mean"], stats["best"]])
-            if stats["best"] >= c.sufficient_fitness and host["solved_seconds"] is None:
-                host["solved_seconds"] = now
+            rs.history.append([rs.total_individuals + search.counters.individuals, now,
+                               stats["mean"], stats["best"]])
+            if stats["best"] >= c.sufficient_fitness and rs.solved_seconds is None:
+                rs.solved_seconds = now
             bar.update(min(search.counters.train_steps, c.max_train_steps) - min(
                 before, c.max_train_steps))
             bar.set_postfix(indiv_s=f"{c.search.population_size / max(dt, 1e-9):.0f}",
@@ -162,53 +153,48 @@ def run(config: ExperimentConfig, seed: int = 0, *, out_dir: str | None = None,
                 last_progress = search.counters.individuals
                 emit(progress_line(search.counters.individuals, now, stats))
             generations_run += 1
-            if ckpt and generations_run % checkpoint_every == 0:
-                _save(ckpt, state, search, host, t0)
+            if schedule.due():
+                rs.in_experiment, rs.search, rs.counters = True, state, search.counters
+                rs.cache = search.cache_arrays()
+                save()
             if stop_after_generations is not None and generations_run >= stop_after_generations:
                 bar.close()
+                close_log()
+                if ckpt:
+                    ckpt.close()
                 raise RunInterrupted()
         bar.close()
         best, search_fit = search.best(state)
         select_fit = evaluate(spec, best, select_tasks, backend=c.search.backend)
         emit(f"Experiment {exp}: search fitness={search_fit:.6f}, "
              f"select fitness={select_fit:.6f}")
-        host["total_individuals"] += search.counters.individuals
-        host["total_train_steps"] += search.counters.train_steps
-        if select_fit > host["best_select"]:
-            host["best_select"], host["best_search"] = select_fit, search_fit
-            host["best_lists"] = to_lists(best)
-        host["experiment"] = exp + 1
-        if ckpt:
-            _save(ckpt, state, search, host, t0, new_experiment=True)
-        if select_fit > c.sufficient_fitness:
-            break
-    if ckpt:
-        ckpt.close()
-    best = from_lists(spec, **host["best_lists"])
-    final_tasks = c.final_tasks.build(None)
-    final_fit = evaluate(spec, best, final_tasks, backend=c.search.backend)
+        rs.total_individuals += search.counters.individuals
+        rs.total_train_steps += search.counters.train_steps
+        if select_fit > rs.best_select:
+            rs.best_select, rs.best_search = select_fit, search_fit
+            rs.best_lists = to_lists(best)
+        rs.experiment = exp + 1
+        rs.in_experiment, rs.search, rs.cache = False, None, None
+        rs.counters = search.counters
+        rs.last_population_fitness = to_host(state.evolution.fitness).tolist()
+        rs.done = bool(select_fit > c.sufficient_fitness
+                       or (c.max_experiments and rs.experiment >= c.max_experiments))
+        save()
+    # Finish: score the winner once on the final tasks; simplify it on the last
+    # experiment's selection tasks.
+    best = from_lists(spec, **rs.best_lists)
+    final_fit = evaluate(spec, best, c.final_tasks.build(None), backend=c.search.backend)
+    _, select_tasks = _experiment_tasks(c, seed, rs.experiment - 1)
     simplified, _ = analysis.simplify_verified(
         best, spec, lambda p: evaluate(spec, p, select_tasks, backend=c.search.backend))
-    hits = search.counters.fec_hits if search else 0
-    lookups = search.counters.fec_lookups if search else 0
-    res = Result(best, to_text(best), simplified, to_text(simplified), host["best_search"],
-                 host["best_select"], final_fit, host["total_individuals"],
-                 host["total_train_steps"], host["experiment"], time.time() - t0,
-                 host["history"], hits / lookups if lookups else None, host["solved_seconds"],
-                 to_host(state.evolution.fitness).tolist() if state is not None else None)
-    emit(f"Final evaluation fitness (on unseen data) = {final_fit:.6f}")
-    emit("Algorithm found:\n" + res.best_text)
-    emit("Simplified (dead code removed, same fitness):\n" + res.simplified_text)
-    if out_dir:
-        for fname, text in (("best.txt", res.best_text), ("simplified.txt", res.simplified_text)):
-            with open(os.path.join(out_dir, fname), "w") as f:
-                f.write(text)
-        plot_history(res.history, os.path.join(out_dir, "fitness.png"), c.name)
-        with open(os.path.join(out_dir, "result.json"), "w") as f:
-            json.dump({fl.name: getattr(res, fl.name) for fl in dataclasses.fields(res)
-                       if fl.name not in ("best", "simplified")}, f)
-    if logf:
-        logf.close()
+    rs.result = {"final_fitness": final_fit, "simplified_lists": to_lists(simplified),
+                 "seconds": time.time() - t0}
+    save()
+    if ckpt:
+        ckpt.close()
+    res = _result(spec, rs)
+    _report(res, emit, out_dir, c.name)
+    close_log()
     return res
 
 
@@ -216,20 +202,83 @@ class RunInterrupted(Exception):
     """Raised by ``stop_after_generations`` (tests of interrupted runs)."""
 
 
-def _save(ckpt, state, search, host, t0, new_experiment=False):
-    host = dict(host)
-    host["seconds"] = time.time() - t0
-    counters = search.counters
-    host["counters"] = {"individuals": counters.individuals,
-                        "train_steps": counters.train_steps,
-                        "fec_hits": counters.fec_hits, "fec_lookups": counters.fec_lookups}
-    if new_experiment:
-        host["counters"] = {"individuals": 0, "train_steps": 0, "fec_hits": 0,
-                            "fec_lookups": 0}
-        host["cache"] = None
-        host["fresh"] = True
-    else:
-        host["fresh"] = False
-        host["cache"] = cache_to_json(search.cache.state_arrays()) if search.cache else None
-    step = len(host["history"]) * 2 + (1 if new_experiment else 0)
-    ckpt.save(step, state, host)
+def _check_schedule(every, seconds) -> None:
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int)
+                              or every < 1):
+        raise ValueError(f"checkpoint_every must be an int >= 1 (generations between saves) "
+                         f"or None, got {every!r}; e.g. checkpoint_every=10")
+    if seconds is not None and (isinstance(seconds, bool)
+                                or not isinstance(seconds, int | float)
+                                or not math.isfinite(seconds) or seconds <= 0):
+        raise ValueError(f"checkpoint_seconds must be a number > 0 or None, got {seconds!r}; "
+                         "e.g. checkpoint_seconds=60")
+
+
+class _Schedule:
+    """Save after ``every`` generations or ``seconds`` seconds, whichever comes first."""
+
+    def __init__(self, every: int | None, seconds: float | None):
+        self.every, self.seconds = every, seconds
+        self._reset()
+
+    def _reset(self) -> None:
+        self.generations, self.since = 0, time.time()
+
+    def due(self) -> bool:
+        self.generations += 1
+        if (self.every is not None and self.generations >= self.every) or (
+                self.seconds is not None and time.time() - self.since >= self.seconds):
+            self._reset()
+            return True
+        return False
+
+
+def _experiment_tasks(c: ExperimentConfig, seed: int, exp: int):
+    """The search and selection tasks of experiment ``exp`` (redrawn per experiment with
+    ``randomize_task_seeds``)."""
+    rng = np.random.default_rng([seed, exp]) if c.randomize_task_seeds else None
+    return c.search_tasks.build(rng), c.select_tasks.build(rng)
+
+
+def _logger(out_dir, log, progress):
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+    logf = open(os.path.join(out_dir, "log.txt"), "a") if out_dir else None  # noqa: SIM115
+
+    def emit(line):
+        if log is not None:
+            log(line)
+        elif progress:
+            tqdm.write(line, file=sys.stdout)
+        if logf:
+            logf.write(line + "\n")
+            logf.flush()
+
+    def close():
+        if logf:
+            logf.close()
+
+    return emit, close
+
+
+def _result(spec: ProgramSpec, rs: RunState) -> Result:
+    best = from_lists(spec, **rs.best_lists)
+    simplified = from_lists(spec, **rs.result["simplified_lists"])
+    return Result(best, to_text(best), simplified, to_text(simplified), rs.best_search,
+                  rs.best_select, rs.result["final_fitness"], rs.total_individuals,
+                  rs.total_train_steps, rs.experiment, rs.result["seconds"], rs.history,
+                  rs.counters.fec_hit_rate, rs.solved_seconds, rs.last_population_fitness)
+
+
+def _report(res: Result, emit, out_dir: str | None, name: str) -> None:
+    emit(f"Final evaluation fitness (on unseen data) = {res.final_fitness:.6f}")
+    emit("Algorithm found:\n" + res.best_text)
+    emit("Simplified (dead code removed, same fitness):\n" + res.simplified_text)
+    if out_dir:
+        for fname, text in (("best.txt", res.best_text), ("simplified.txt", res.simplified_text)):
+            with open(os.path.join(out_dir, fname), "w") as f:
+                f.write(text)
+        plot_history(res.history, os.path.join(out_dir, "fitness.png"), name)
+        with open(os.path.join(out_dir, "result.json"), "w") as f:
+            json.dump({fl.name: getattr(res, fl.name) for fl in dataclasses.fields(res)
+                       if fl.name not in ("best", "simplified")}, f)
