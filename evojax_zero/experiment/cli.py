@@ -41,8 +41,11 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
                         "on top of a sweep file's overrides; keys below)")
     r.add_argument("--out", default=None, help="output directory (log, programs, plot)")
     r.add_argument("--checkpoint-dir", default=None, help="save here and resume from here")
-    r.add_argument("--checkpoint-every", type=int, default=1,
-                   help="generations per save, an int >= 1 (default 1)")
+    r.add_argument("--checkpoint-every", type=int, default=None,
+                   help="also save every this many generations, an int >= 1 (default: only "
+                        "by time, see --checkpoint-seconds)")
+    r.add_argument("--checkpoint-seconds", type=float, default=60.0,
+                   help="save at least this often in seconds, a number > 0 (default 60)")
     r.add_argument("--devices", type=int, default=None,
                    help="shard the population over this many devices (it must divide "
                         "population_size). On a CPU, get N devices with XLA_FLAGS="
@@ -86,8 +89,12 @@ def main(argv=None) -> int:
             out = args.out
             if out and len(runs) > 1:
                 out = os.path.join(out, f"run{i}_{config.name}_seed{seed}")
-            res = run(config, seed, out_dir=out, checkpoint_dir=args.checkpoint_dir,
-                      checkpoint_every=args.checkpoint_every, num_devices=args.devices,
+            ckpt = args.checkpoint_dir
+            if ckpt and len(runs) > 1:  # one checkpoint per run: runs never share steps
+                ckpt = os.path.join(ckpt, f"run{i}_{config.name}_seed{seed}")
+            res = run(config, seed, out_dir=out, checkpoint_dir=ckpt,
+                      checkpoint_every=args.checkpoint_every,
+                      checkpoint_seconds=args.checkpoint_seconds, num_devices=args.devices,
                       progress=not args.no_progress, log=print)
             print(json.dumps({"preset": config.name, "seed": seed,
                               "select_fitness": res.select_fitness,

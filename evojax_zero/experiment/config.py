@@ -134,7 +134,7 @@ def check_seed(seed, name: str = "seed") -> int:
 
 
 def check_run(config: ExperimentConfig, seed, *, out_dir=None, checkpoint_dir=None,
-              checkpoint_every=1, num_devices=None, names: dict | None = None) -> None:
+              checkpoint_every=None, num_devices=None, names: dict | None = None) -> None:
     """Check the arguments of ``experiment.run`` up front (``names`` maps them to the CLI's
     flags); raises :class:`ConfigError` naming the argument, the allowed values and the fix."""
     n = {**_PY_NAMES, **(names or {})}
@@ -143,7 +143,8 @@ def check_run(config: ExperimentConfig, seed, *, out_dir=None, checkpoint_dir=No
                           f" got {type(config).__name__}")
     check_seed(seed, n["seed"])
     ce = checkpoint_every
-    if isinstance(ce, bool) or not isinstance(ce, int | np.integer) or ce < 1:
+    if ce is not None and (isinstance(ce, bool) or not isinstance(ce, int | np.integer)
+                           or ce < 1):
         raise ConfigError(f"{n['checkpoint_every']}: expected an int >= 1 (generations between "
                           f"checkpoints), got {ce!r}; fix: e.g. {n['checkpoint_every']} 10")
     for key, d in (("out", out_dir), ("checkpoint_dir", checkpoint_dir)):
