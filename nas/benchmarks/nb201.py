@@ -1,0 +1,290 @@
+"""An NB-201-style cell space (Dong & Yang, ICLR 2020) as an ordinary Flax NNX model.
+
+The cell is a DAG of 4 nodes; node ``t`` sums ``op(node f)`` over the 6 edges ``t <- f``
+(``f < t``), node 0 is the cell input and node 3 its output. Each edge applies one of
+``none / skip / conv1x1 / conv3x3 / avgpool3x3``; the network is NB-201's macro skeleton:
+stem conv, ``cells_per_stage`` cells, a residual reduction block (stride 2, channels x2),
+``cells_per_stage`` cells, ..., batch norm + ReLU, global average pooling, linear. One cell
+genotype (6 ops) is used by every cell, as in NB-201, so the space has 5**6 = 15,625 cells.
+
+:class:`NB201Net` is a plain NNX model that takes the genotype as a list of op *classes*;
+:func:`space` makes it searchable with ``nas.oneof`` over those classes inside
+``nas.deferred(NB201Net)``. The op classes are constructors ``Op(channels, *, rngs)``
+because each cell (with its own channel count) builds its own instances.
+
+For weight-sharing code: ``OPS`` gives the op names in NB-201's order, every op class has
+``op_name`` and ``parameter_free`` class attributes, ``PARAMETER_FREE`` is the set of names
+of parameter-free ops and ``NONE`` the name of the zero op (excluded by DARTS's derive).
+
+Normalization: NB-201's convs are ReLU-Conv-BN. We use :class:`BatchStatNorm`, a batch
+norm with learned scale/bias that always normalizes with the current batch's statistics
+and keeps no running averages (like PyTorch's ``track_running_stats=False``, which
+NB-201's weight-sharing supernets use). It keeps every model a pure function of its
+``nnx.Param`` state, so stand-alone training can be vmapped over seeds and architectures
+with no mutable batch-statistics collection; evaluation uses large fixed batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from nas.primitives import deferred, oneof
+from nas.space import Space
+
+EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+"""``(to, from)`` of the 6 edges in DNA order: NB-201's arch-string order
+``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``."""
+
+NUM_NODES = 4
+
+
+class BatchStatNorm(nnx.Module):
+    """Batch norm over (N, H, W) with learned affine parameters and no running statistics."""
+
+    def __init__(self, channels: int, *, eps: float = 1e-5, rngs: nnx.Rngs | None = None):
+        del rngs
+        self.scale = nnx.Param(jnp.ones((channels,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32))
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        mean = jnp.mean(x, axis=(0, 1, 2))
+        var = jnp.var(x, axis=(0, 1, 2))
+        return (x - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
+
+
+class ReLUConvBN(nnx.Module):
+    """ReLU -> Conv (no bias, SAME padding) -> BatchStatNorm, NB-201's conv op."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, *, rngs: nnx.Rngs):
+        self.conv = nnx.Conv(c_in, c_out, (kernel, kernel), strides=(stride, stride),
+                             padding="SAME", use_bias=False, rngs=rngs)
+        self.norm = BatchStatNorm(c_out)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.norm(self.conv(nnx.relu(x)))
+
+
+# ------------------------------------------------------------------------- cell ops
+class Zero(nnx.Module):
+    """``none``: the edge is absent (outputs zeros)."""
+
+    op_name: ClassVar[str] = "none"
+    parameter_free: ClassVar[bool] = True
+
+    def __init__(self, channels: int, *, rngs: nnx.Rngs):
+        del channels, rngs
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jnp.zeros_like(x)
+
+
+class Identity(nnx.Module):
+    """``skip``: identity."""
+
+    op_name: ClassVar[str] = "skip"
+    parameter_free: ClassVar[bool] = True
+
+    def __init__(self, channels: int, *, rngs: nnx.Rngs):
+        del channels, rngs
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x
+
+
+class Conv1x1(nnx.Module):
+    """``conv1x1``: ReLU-Conv1x1-BN."""
+
+    op_name: ClassVar[str] = "conv1x1"
+    parameter_free: ClassVar[bool] = False
+
+    def __init__(self, channels: int, *, rngs: nnx.Rngs):
+        self.op = ReLUConvBN(channels, channels, 1, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.op(x)
+
+
+class Conv3x3(nnx.Module):
+    """``conv3x3``: ReLU-Conv3x3-BN."""
+
+    op_name: ClassVar[str] = "conv3x3"
+    parameter_free: ClassVar[bool] = False
+
+    def __init__(self, channels: int, *, rngs: nnx.Rngs):
+        self.op = ReLUConvBN(channels, channels, 3, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.op(x)
+
+
+class AvgPool3x3(nnx.Module):
+    """``avgpool3x3``: 3x3 average pooling, stride 1, padding not counted (as NB-201)."""
+
+    op_name: ClassVar[str] = "avgpool3x3"
+    parameter_free: ClassVar[bool] = True
+
+    def __init__(self, channels: int, *, rngs: nnx.Rngs):
+        del channels, rngs
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nnx.avg_pool(x, (3, 3), strides=(1, 1), padding="SAME", count_include_pad=False)
+
+
+OP_CLASSES: tuple[type, ...] = (Zero, Identity, Conv1x1, Conv3x3, AvgPool3x3)
+OPS: tuple[str, ...] = tuple(c.op_name for c in OP_CLASSES)
+"""Op names in NB-201's order: the DNA value of an edge indexes this tuple."""
+NONE = "none"
+PARAMETER_FREE: frozenset[str] = frozenset(c.op_name for c in OP_CLASSES if c.parameter_free)
+OP_BY_NAME: dict[str, type] = {c.op_name: c for c in OP_CLASSES}
+
+
+def op_class(op: str | type) -> type:
+    """The op class for a name (``"conv3x3"``) or the class itself (checked)."""
+    if isinstance(op, str):
+        if op not in OP_BY_NAME:
+            raise ValueError(f"op must be one of {OPS}, got {op!r}")
+        return OP_BY_NAME[op]
+    if op not in OP_CLASSES:
+        raise ValueError(f"op must be one of {OPS} or their classes, got {op!r}")
+    return op
+
+
+# ---------------------------------------------------------------------- network
+class Cell(nnx.Module):
+    """One NB-201 cell: node t = sum over f < t of edge_op[t <- f](node f); returns node 3."""
+
+    def __init__(self, genotype: Sequence[type | str], channels: int, *, rngs: nnx.Rngs):
+        if len(genotype) != len(EDGES):
+            raise ValueError(f"genotype must list {len(EDGES)} ops (edges {EDGES}), "
+                             f"got {len(genotype)}")
+        self.edges = nnx.List([op_class(op)(channels, rngs=rngs) for op in genotype])
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        nodes = [x]
+        for t in range(1, NUM_NODES):
+            nodes.append(sum(self.edges[e](nodes[f])
+                             for e, (to, f) in enumerate(EDGES) if to == t))
+        return nodes[-1]
+
+
+class ResidualReduction(nnx.Module):
+    """NB-201's reduction block: ReLUConvBN(3x3, stride 2) -> ReLUConvBN(3x3), plus a
+    shortcut avg-pool(2x2, stride 2) -> conv1x1; halves the resolution, doubles channels."""
+
+    def __init__(self, c_in: int, c_out: int, *, rngs: nnx.Rngs):
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, stride=2, rngs=rngs)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, rngs=rngs)
+        self.shortcut = nnx.Conv(c_in, c_out, (1, 1), use_bias=False, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        pooled = nnx.avg_pool(x, (2, 2), strides=(2, 2), padding="SAME", count_include_pad=False)
+        return self.shortcut(pooled) + self.conv_b(self.conv_a(x))
+
+
+class NB201Net(nnx.Module):
+    """Stem conv -> [cells_per_stage cells, reduction] x (num_stages - 1) -> cells ->
+    BN-ReLU -> global average pool -> linear. Input NHWC, output logits."""
+
+    def __init__(self, genotype: Sequence[type | str], *, channels: int = 8,
+                 cells_per_stage: int = 1, num_stages: int = 3, in_channels: int = 1,
+                 num_classes: int = 10, rngs: nnx.Rngs):
+        _check_sizes(channels, cells_per_stage, num_stages, in_channels, num_classes)
+        self.genotype = tuple(op_class(op).op_name for op in genotype)
+        self.stem = nnx.Conv(in_channels, channels, (3, 3), padding="SAME", use_bias=False,
+                             rngs=rngs)
+        self.stem_norm = BatchStatNorm(channels)
+        blocks = []
+        c = channels
+        for stage in range(num_stages):
+            if stage > 0:
+                blocks.append(ResidualReduction(c, 2 * c, rngs=rngs))
+                c *= 2
+            blocks.extend(Cell(genotype, c, rngs=rngs) for _ in range(cells_per_stage))
+        self.blocks = nnx.List(blocks)
+        self.head_norm = BatchStatNorm(c)
+        self.classifier = nnx.Linear(c, num_classes, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = self.stem_norm(self.stem(x))
+        for block in self.blocks:
+            x = block(x)
+        x = nnx.relu(self.head_norm(x))
+        return self.classifier(jnp.mean(x, axis=(1, 2)))
+
+
+def _check_sizes(channels, cells_per_stage, num_stages, in_channels, num_classes) -> None:
+    for name, v, lo in (("channels", channels, 1), ("cells_per_stage", cells_per_stage, 1),
+                        ("num_stages", num_stages, 1), ("in_channels", in_channels, 1),
+                        ("num_classes", num_classes, 2)):
+        if not isinstance(v, int) or v < lo:
+            raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class NetConfig:
+    """Sizes of the network (NB-201 itself: channels 16, cells_per_stage 5, 3 stages,
+    32x32x3 CIFAR images). The defaults train in seconds on a 2-core CPU."""
+
+    channels: int = 8
+    cells_per_stage: int = 1
+    num_stages: int = 3
+    in_channels: int = 1
+    num_classes: int = 10
+
+    def __post_init__(self):
+        _check_sizes(self.channels, self.cells_per_stage, self.num_stages, self.in_channels,
+                     self.num_classes)
+
+    def kwargs(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def edge_name(e: int) -> str:
+    to, f = EDGES[e]
+    return f"edge_{to}_{f}"
+
+
+def space(config: NetConfig | None = None, seed: int = 0) -> Space:
+    """The searchable model: 6 decisions ``genotype/edge_<to>_<from>``, each a ``oneof``
+    over :data:`OP_CLASSES`; ``space.materialize(dna)`` builds an :class:`NB201Net`
+    (weights initialized from ``seed``, the same at every materialization)."""
+    config = config or NetConfig()
+    return Space(deferred(NB201Net)(
+        genotype=[oneof(list(OP_CLASSES), name=edge_name(e)) for e in range(len(EDGES))],
+        rngs=deferred(nnx.Rngs)(seed),
+        **config.kwargs()))
+
+
+def genotype_of(ints: Sequence[int]) -> tuple[str, ...]:
+    """Op names of a DNA's 6 ints."""
+    ints = [int(i) for i in ints]
+    if len(ints) != len(EDGES) or any(not 0 <= i < len(OPS) for i in ints):
+        raise ValueError(f"a cell DNA is {len(EDGES)} ints in [0, {len(OPS)}), got {ints}")
+    return tuple(OPS[i] for i in ints)
+
+
+def arch_string(ints: Sequence[int]) -> str:
+    """NB-201's arch string, e.g. ``|conv3x3~0|+|conv3x3~0|skip~1|+|...|``."""
+    ops = genotype_of(ints)
+    nodes = []
+    for t in range(1, NUM_NODES):
+        nodes.append("|" + "|".join(f"{ops[e]}~{f}" for e, (to, f) in enumerate(EDGES)
+                                    if to == t) + "|")
+    return "+".join(nodes)
+
+
+def reaches_output(ints: Sequence[int]) -> bool:
+    """Whether some path of non-``none`` edges joins the input (node 0) to the output
+    (node 3); if not, the cell outputs zeros whatever its other ops."""
+    ops = genotype_of(ints)
+    live = [True] + [False] * (NUM_NODES - 1)
+    for t in range(1, NUM_NODES):
+        live[t] = any(live[f] and ops[e] != NONE for e, (to, f) in enumerate(EDGES) if to == t)
+    return live[-1]
