@@ -212,40 +212,76 @@ def test_alter_param_scalar_const_rules():
     assert abs(logs.mean()) < 0.05 and abs(logs.std() - 1.0) < 0.05
 
 
-def test_alter_data_uniform_sorts_and_gaussian_keeps_stdev_sign():
+def test_alter_param_on_random_ops_sorts_uniform_bounds_and_keeps_stdev_sign():
+    """AlterParam on a uniform/gaussian op: half the time it alters the data (AlterData):
+    uniform bounds come out sorted, a gaussian changes exactly one of mean and stdev and the
+    stdev is only log-scaled (never sign-flipped)."""
+    spec = P.ProgramSpec(4, 3, 1, 4, setup_ops=(60, 63))
     keys = jax.random.split(jax.random.key(5), 2000)
-    f = jax.jit(jax.vmap(lambda k, op, d: mutation._alter_data(k, op, d), (0, None, None)))
-    d = np.asarray(f(keys, jnp.int32(60), jnp.array([0, 0.7, -0.3, 0], jnp.float32)))
-    assert (d[:, 1] <= d[:, 2]).all()
-    d = np.asarray(f(keys, jnp.int32(63), jnp.array([0, -0.2, 0.3, 0], jnp.float32)))
+    alter = jax.jit(jax.vmap(lambda k, op, a, d: mutation.alter_param(k, op, a, d, spec),
+                             (0, None, None, None)))
+    addr = jnp.array([0, 0, 1], jnp.int32)
+    unsorted = jnp.array([0, 0.7, -0.3, 0], jnp.float32)
+    new_addr, d = map(np.asarray, alter(keys, jnp.int32(60), addr, unsorted))
+    data_altered = (d != np.asarray(unsorted)).any(axis=1)
+    assert abs(data_altered.mean() - 0.5) < 0.05  # the other half re-draws the out address
+    assert (new_addr[data_altered] == [0, 0, 1]).all()
+    assert (d[data_altered, 1] <= d[data_altered, 2]).all()  # sorted after AlterData
+    assert (d[~data_altered] == np.asarray(unsorted)).all()  # untouched, still unsorted
+    gauss = jnp.array([0, -0.2, 0.3, 0], jnp.float32)
+    _, d = map(np.asarray, alter(keys, jnp.int32(63), addr, gauss))
+    data_altered = (d != np.asarray(gauss)).any(axis=1)
     assert (d[:, 2] > 0).all()  # stdev only log-scaled, never flipped
-    assert ((d[:, 1] != -0.2) ^ (d[:, 2] != np.float32(0.3))).all()  # exactly one changed
+    assert ((d[data_altered, 1] != np.float32(-0.2))
+            ^ (d[data_altered, 2] != np.float32(0.3))).all()  # exactly one changed
 
 
-# -- insert / remove / trade shifts (hand-checked) ---------------------------------------
+# -- insert / remove / trade shifts (through mutate) ---------------------------------------
 
 
-def _fn_from(rows, L):
-    spec = P.ProgramSpec(4, 3, 1, 4, learn_ops=(1, 2, 3), max_learn_size=L)
-    return P.function_from_lists(spec, "learn", rows)
+def _fn_rows(f, i):
+    """Live rows of function ``f`` of child ``i`` as tuples, and whether the padding is NO_OP
+    with zero addresses and data."""
+    f = jax.device_get(jax.tree.map(lambda x: x[i], f))
+    n = int(f.size)
+    rows = [(int(f.op[j]), *map(int, f.addr[j]), *map(float, f.data[j])) for j in range(n)]
+    clean = (np.asarray(f.op[n:]) == 0).all() and (np.asarray(f.addr[n:]) == 0).all() \
+        and (np.asarray(f.data[n:]) == 0).all()
+    return rows, clean
 
 
-def test_insert_and_remove_shift_rows_by_hand():
-    a, b, c = [1, 1, 2, 3], [2, 3, 1, 2], [3, 0, 0, 1]
-    f = _fn_from([a, b, c], 5)
-    g = mutation._truncate(mutation._insert(f, 1, jnp.int32(1), jnp.array([0, 0, 3]),
-                                            jnp.zeros(4)), 5)
-    assert _rows(g) == [tuple(a) + (0.,) * 4, (1, 0, 0, 3, 0., 0., 0., 0.),
-                        tuple(b) + (0.,) * 4, tuple(c) + (0.,) * 4]
-    assert int(g.op[4]) == 0 and (np.asarray(g.addr[4]) == 0).all()
-    h = mutation._remove(f, 0)
-    assert _rows(h) == [tuple(b) + (0.,) * 4, tuple(c) + (0.,) * 4]
-    assert (np.asarray(h.op[2:]) == 0).all() and (np.asarray(h.addr[2:]) == 0).all()
-    # insert at the end of a full-minus-one function, then remove the last
-    g = mutation._truncate(mutation._insert(f, 3, jnp.int32(2), jnp.array([1, 1, 1]),
-                                            jnp.zeros(4)), 5)
-    assert [r[0] for r in _rows(g)] == [1, 2, 3, 2]
-    assert [r[0] for r in _rows(mutation._remove(g, 3))] == [1, 2, 3]
+SHIFT_SPEC = P.ProgramSpec(4, 3, 1, 4, learn_ops=(1, 2, 3), max_learn_size=5)
+SHIFT_PARENT_ROWS = [[1, 1, 2, 3], [2, 3, 1, 2], [3, 0, 0, 1]]  # three distinct rows
+
+
+@pytest.mark.parametrize("mtype", [MutationType.INSERT_INSTRUCTION,
+                                   MutationType.REMOVE_INSTRUCTION])
+def test_insert_and_remove_shift_rows(mtype):
+    """An inserted row lands at a position uniform in [0, size] with the rows after it
+    shifted down by one; a removed row is one of [0, size) with the rows after it shifted up;
+    the padding stays NO_OP."""
+    cfg = MutationConfig(learn_ops=(1, 2, 3), mutation_types=(mtype,), mutate_prob=1.0)
+    parent = P.from_lists(SHIFT_SPEC, learn=SHIFT_PARENT_ROWS)
+    par, _ = _fn_rows(jax.tree.map(lambda x: x[None], parent.learn), 0)
+    n = 400
+    kids = _mutate_many(jax.random.split(jax.random.key(int(mtype)), n), parent, cfg,
+                        SHIFT_SPEC)
+    positions = []
+    for i in range(n):
+        kid, clean = _fn_rows(kids.learn, i)
+        assert clean, i
+        if mtype == MutationType.INSERT_INSTRUCTION:
+            assert len(kid) == 4
+            pos = [p for p in range(4) if kid[:p] + kid[p + 1:] == par]
+            assert pos and kid[pos[0]][0] in (1, 2, 3), (kid, par)
+        else:
+            assert len(kid) == 2
+            pos = [p for p in range(3) if par[:p] + par[p + 1:] == kid]
+            assert len(pos) == 1, (kid, par)
+        positions.append(pos[0])
+    counts = np.bincount(positions, minlength=4 if mtype == 4 else 3)
+    expected = n / len(counts)
+    assert (np.abs(counts - expected) < 5 * np.sqrt(expected)).all(), counts
 
 
 def test_trade_on_full_function_keeps_size_and_validity():
@@ -277,15 +313,16 @@ def demo_population():
                                          jax.random.key(0), DEMO_CFG)
 
 
-def test_mutate_is_deterministic_and_does_not_recompile(wide_full):
+def test_mutate_is_deterministic_and_does_not_recompile(wide_full, compile_count):
     # same shapes as the property test above: reuses its compiled function
     prog = _truncated(wide_full, (3, 2, 4))
     keys = jax.random.split(jax.random.key(1), 32)
+    other = jax.random.split(jax.random.key(2), 32)
     a = _mutate_many(keys, prog, WIDE_CFG, WIDE_SPEC)
-    n = _mutate_many._cache_size()
-    b = _mutate_many(keys, prog, WIDE_CFG, WIDE_SPEC)
-    c = _mutate_many(jax.random.split(jax.random.key(2), 32), prog, WIDE_CFG, WIDE_SPEC)
-    assert _mutate_many._cache_size() == n
+    with compile_count() as compiles:
+        b = _mutate_many(keys, prog, WIDE_CFG, WIDE_SPEC)
+        c = _mutate_many(other, prog, WIDE_CFG, WIDE_SPEC)
+    assert compiles.count == 0
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
     # different keys give different children
