@@ -32,6 +32,10 @@ def onemax(dna: DNA) -> jax.Array:
     return jnp.sum(dna.ints == 3).astype(jnp.float32)
 
 
+def onemax_batch(dna: DNA) -> jax.Array:
+    return jax.vmap(onemax)(dna)
+
+
 ALGOS = {
     "random": lambda b=8: RandomSearch(ONEMAX, batch_size=b),
     "evolution": lambda b=8: RegularizedEvolution(ONEMAX, 32, 8, batch_size=b),
@@ -50,7 +54,63 @@ def test_vectorized_loop_no_recompile_and_same_seed_same_result(name):
     np.testing.assert_array_equal(r1.rewards, r2.rewards)
     assert r1.rewards.shape == (30, 8) and r1.rewards.dtype == jnp.float32
     assert int(r3.state.best.num_trials) == 480
-    assert np.all(np.diff(np.asarray(r1.best_so_far)) >= 0)
+
+
+@pytest.mark.parametrize("name", sorted(ALGOS))
+def test_reported_best_is_the_max_of_all_told_rewards(name):
+    """best_so_far, state.best.reward and state.best.dna against bookkeeping done here from
+    the rewards alone (NaN rewards are failures and never count as the best)."""
+    algo = ALGOS[name]()
+
+    def noisy_onemax(dna):  # a NaN now and then; a unique float reward per architecture
+        r = onemax(dna) + jnp.sum(dna.ints * jnp.arange(1, 7)) / 1000.0
+        return jnp.where(jnp.sum(dna.ints) % 7 == 0, jnp.nan, r)
+
+    res = run_vectorized(algo, noisy_onemax, jax.random.key(4), 25)
+    rewards = np.asarray(res.rewards, np.float64)
+    assert np.isnan(rewards).any() and not np.isnan(rewards).all()
+    per_step = np.where(np.isnan(rewards), -np.inf, rewards).max(axis=1)
+    np.testing.assert_array_equal(res.best_so_far, np.maximum.accumulate(per_step))
+    assert float(res.state.best.reward) == np.nanmax(rewards)
+    assert float(noisy_onemax(res.state.best.dna)) == float(res.state.best.reward)
+    assert int(res.state.best.num_trials) == rewards.size
+
+
+def test_evolution_population_holds_the_most_recent_children_and_their_rewards():
+    """After warm-up the population is exactly the last population_size told trials (each
+    in the slot of the oldest member it replaced), with the rewards they were told."""
+    algo = RegularizedEvolution(ONEMAX, population_size=8, tournament_size=3, batch_size=2)
+    ask, tell = jax.jit(algo.ask), jax.jit(algo.tell)
+    state = algo.init(jax.random.key(0))
+    told_dna, told_rewards = [], []
+    for step in range(11):  # 22 trials: the population turns over 2.75 times
+        dna = ask(jax.random.key(100 + step), state)
+        reward = onemax_batch(dna) + step / 100.0  # every step's rewards distinct
+        state = tell(state, dna, reward)
+        told_dna.append(np.asarray(dna.ints))
+        told_rewards.append(np.asarray(reward))
+    dna_seq = np.concatenate(told_dna)  # trial t was written to slot t % 8
+    reward_seq = np.concatenate(told_rewards)
+    slots = np.arange(len(dna_seq)) % 8
+    last = {s: t for t, s in enumerate(slots)}  # the most recent trial in each slot
+    order = [last[s] for s in range(8)]
+    np.testing.assert_array_equal(state.evolution.population.ints, dna_seq[order])
+    np.testing.assert_array_equal(state.evolution.fitness, reward_seq[order].astype(np.float32))
+    assert sorted(order) == list(range(len(dna_seq) - 8, len(dna_seq)))
+
+
+def test_reinforce_raises_the_probability_of_the_rewarded_choice():
+    """One tell where choice 3 of every slot got the highest reward: its probability goes
+    up in every slot and the probability of the choice rewarded least goes down."""
+    algo = Reinforce(ONEMAX, batch_size=4, learning_rate=0.05)
+    state = algo.init(jax.random.key(0))
+    before = np.asarray(jax.nn.softmax(algo.distribution(state).logits[...], axis=-1))
+    ints = jnp.asarray([[c] * 6 for c in range(4)], jnp.int32)  # trial c picks c everywhere
+    dna = DNA(ints, jnp.zeros((4, 0), jnp.float32))
+    state = jax.jit(algo.tell)(state, dna, jnp.asarray([0.0, 1.0, 2.0, 6.0]))
+    after = np.asarray(jax.nn.softmax(algo.distribution(state).logits[...], axis=-1))
+    assert (after[:, 3] > before[:, 3] + 1e-3).all(), (before, after)
+    assert (after[:, 0] < before[:, 0] - 1e-3).all(), (before, after)
 
 
 def test_evolution_and_reinforce_beat_random_on_onemax():
