@@ -76,6 +76,87 @@ def edge_op(op: str, channels: int, *, rngs: nnx.Rngs) -> nnx.Module:
     return nb201.op_class(op)(channels, rngs=rngs)
 
 
+# XLA:CPU leaves the gradient convolutions that JAX's transpose rules emit (weight gradient
+# ``f01b_i01o->01bf``, input gradient with an ``01oi`` kernel) in their non-canonical layout
+# when they sit inside a conditional's branch (the ``lax.switch`` of GDAS / ENAS), and
+# runs them 10-40x slower than the same convolutions at top level, where they are
+# rewritten with transposes into the fast layout (jax-ml/jax#12868 is the loop-body case).
+# ``same_conv`` is a stride-1 SAME convolution whose VJP writes both gradient convolutions
+# in the canonical NHWC/HWIO layout itself: same numbers, fast inside a branch.
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv(x, w):
+    p = (w.shape[0] - 1) // 2
+    return jax.lax.conv_general_dilated(x, w, (1, 1), ((p, p), (p, p)), dimension_numbers=_DN)
+
+
+@jax.custom_vjp
+def same_conv(x: jax.Array, w: jax.Array) -> jax.Array:
+    """``conv(x NHWC, w HWIO)``, stride 1, SAME padding (odd kernel)."""
+    return _conv(x, w)
+
+
+def _same_conv_fwd(x, w):
+    return _conv(x, w), (x, w)
+
+
+def _same_conv_bwd(res, g):
+    x, w = res
+    dx = _conv(g, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2))
+    p = (w.shape[0] - 1) // 2
+    dw = jax.lax.conv_general_dilated(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), (1, 1),
+                                      ((p, p), (p, p)), dimension_numbers=_DN)
+    return dx, dw.transpose(1, 2, 0, 3)
+
+
+same_conv.defvjp(_same_conv_fwd, _same_conv_bwd)
+
+
+class CanonicalReLUConvBN(nnx.Module):
+    """``nb201.ReLUConvBN`` (stride 1) with :func:`same_conv`; same parameters."""
+
+    def __init__(self, channels: int, kernel: int, *, rngs: nnx.Rngs):
+        self.conv = nnx.Conv(channels, channels, (kernel, kernel), padding="SAME",
+                             use_bias=False, rngs=rngs)
+        self.norm = nb201.BatchStatNorm(channels)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.norm(same_conv(nnx.relu(x), self.conv.kernel[...]))
+
+
+def canonical_edge_op(op: str, channels: int, *, rngs: nnx.Rngs) -> nnx.Module:
+    """:func:`edge_op` with the convolutions of :class:`CanonicalReLUConvBN`."""
+    if op in ("conv1x1", "conv3x3"):
+        return CanonicalReLUConvBN(channels, 1 if op == "conv1x1" else 3, rngs=rngs)
+    return edge_op(op, channels, rngs=rngs)
+
+
+def switch_conv_check(repeats: int = 5) -> dict:
+    """CPU ms of one 3x3 conv's gradient (64x16x16x16) at top level and inside
+    ``lax.switch``, with JAX's own VJP and with :func:`same_conv`'s."""
+    x = jax.random.normal(jax.random.key(0), (64, 16, 16, 16))
+    w = 0.1 * jax.random.normal(jax.random.key(1), (3, 3, 16, 16))
+    out = {}
+    for conv_name, conv in (("lax", _conv), ("same_conv", same_conv)):
+        for where in ("top", "switch"):
+            def loss(w, x, i, conv=conv, where=where):
+                if where == "top":
+                    y = conv(x, w)
+                else:
+                    y = jax.lax.switch(i, [lambda w, x: conv(x, w), lambda w, x: x], w, x)
+                return jnp.sum(y ** 2)
+
+            f = jax.jit(jax.grad(loss, (0, 1)))
+            jax.block_until_ready(f(w, x, 0))
+            c0 = time.process_time()
+            for _ in range(repeats):
+                r = f(w, x, 0)
+            jax.block_until_ready(r)
+            out[f"{conv_name}_{where}_ms"] = round((time.process_time() - c0) / repeats * 1e3, 1)
+    return out
+
+
 class SearchCell(nnx.Module):
     """``nb201.Cell`` over 6 given edge modules."""
 
@@ -110,8 +191,10 @@ class SearchNet(nnx.Module):
         return self.classifier(jnp.mean(x, axis=(1, 2)))
 
 
-def supernet_space(config: nb201.NetConfig, seed: int = 0) -> nas.Space:
-    """The NB-201 search space as a template a supernet can share (6 decisions)."""
+def supernet_space(config: nb201.NetConfig, seed: int = 0, conv: str = "nnx") -> nas.Space:
+    """The NB-201 search space as a template a supernet can share (6 decisions); ``conv=
+    "canonical"`` uses :class:`CanonicalReLUConvBN` for the edge convolutions."""
+    op_fn = {"nnx": edge_op, "canonical": canonical_edge_op}[conv]
     rngs = nnx.Rngs(seed)
     blocks, c = [], config.channels
     for stage in range(config.num_stages):
@@ -120,8 +203,8 @@ def supernet_space(config: nb201.NetConfig, seed: int = 0) -> nas.Space:
             c *= 2
         for _ in range(config.cells_per_stage):
             blocks.append(nas.deferred(SearchCell)([
-                nas.deferred(edge_op)(nas.oneof(list(nb201.OPS), name=nb201.edge_name(e)), c,
-                                      rngs=rngs)
+                nas.deferred(op_fn)(nas.oneof(list(nb201.OPS), name=nb201.edge_name(e)), c,
+                                    rngs=rngs)
                 for e in range(len(nb201.EDGES))]))
     return nas.Space(nas.deferred(SearchNet)(blocks, config.channels, c, config.in_channels,
                                              config.num_classes, rngs=rngs))
@@ -176,8 +259,9 @@ def as_torch(pairs):
 
 # -------------------------------------------------------------------- runners
 class JaxRunner:
-    def __init__(self, name, config, num_steps, data):
-        self.algo = jax_algorithm(name, ws.Supernet(supernet_space(config)), num_steps)
+    def __init__(self, name, config, num_steps, data, conv="nnx"):
+        space = supernet_space(config, conv=conv)
+        self.algo = jax_algorithm(name, ws.Supernet(space), num_steps)
         self.state = self.algo.init()
         self.data = data
         self.key = jax.random.key(0)
@@ -215,44 +299,49 @@ class TorchRunner:
         return float(loss)
 
 
-def timed(fn, *a):
+def timed(fn, *a, **kw):
     w0, c0 = time.perf_counter(), time.process_time()
-    out = fn(*a)
+    out = fn(*a, **kw)
     return out, time.perf_counter() - w0, time.process_time() - c0
 
 
 def bench(name, args, config, jdata, tdata) -> dict:
+    """One algorithm: build + first step of every side, then interleaved timed blocks."""
     num_steps = 1 + args.steps * args.rounds
     load0 = os.getloadavg()[0]
-    jr, jw, jc = timed(JaxRunner, name, config, num_steps, jdata)
-    _, fw, fc = timed(jr.run, 1)
-    row = {"algorithm": name, "jax_build_s": round(jw, 2), "jax_first_step_s": round(fw, 2),
-           "jax_first_step_cpu_s": round(fc, 2)}
-    tr = None
+    row = {"algorithm": name}
+    runners = {}
+    for conv in args.conv:
+        side = "jax" if conv == "nnx" else f"jax_{conv}"
+        runners[side], bw, _ = timed(JaxRunner, name, config, num_steps, jdata, conv=conv)
+        _, fw, fc = timed(runners[side].run, 1)
+        row.update({f"{side}_build_s": round(bw, 2), f"{side}_first_step_s": round(fw, 2),
+                    f"{side}_first_step_cpu_s": round(fc, 2)})
     if torch is not None:
-        tr, _, _ = timed(TorchRunner, name, config, num_steps, tdata)
-        _, tw, tc = timed(tr.run, 1)
-        row.update(torch_first_step_s=round(tw, 3))
-    rates = {"jax": ([], []), "torch": ([], [])}
+        runners["torch"], _, _ = timed(TorchRunner, name, config, num_steps, tdata)
+        _, tw, _ = timed(runners["torch"].run, 1)
+        row["torch_first_step_s"] = round(tw, 3)
+    rates = {side: ([], []) for side in runners}
     for r in range(args.rounds):
-        order = [("jax", jr), ("torch", tr)]
+        order = list(runners.items())
         if r % 2:
             order.reverse()
         for side, runner in order:
-            if runner is None:
-                continue
             _, w, c = timed(runner.run, args.steps)
             rates[side][0].append(args.steps / w)
             rates[side][1].append(args.steps / c)
     for side, (wall, cpu) in rates.items():
-        if wall:
-            row[f"{side}_steps_per_s"] = round(statistics.median(wall), 3)
-            row[f"{side}_steps_per_cpu_s"] = round(statistics.median(cpu), 3)
-    if torch is not None:
-        row["jax_over_torch_wall"] = round(row["jax_steps_per_s"] / row["torch_steps_per_s"], 2)
-        row["jax_over_torch_cpu"] = round(row["jax_steps_per_cpu_s"]
-                                          / row["torch_steps_per_cpu_s"], 2)
-    row["jax_compiles"] = jr.compile_count()
+        row[f"{side}_steps_per_s"] = round(statistics.median(wall), 3)
+        row[f"{side}_steps_per_cpu_s"] = round(statistics.median(cpu), 3)
+    if "torch" in runners:
+        for side in runners:
+            if side != "torch":
+                row[f"{side}_over_torch_cpu"] = round(
+                    row[f"{side}_steps_per_cpu_s"] / row["torch_steps_per_cpu_s"], 2)
+                row[f"{side}_over_torch_wall"] = round(
+                    row[f"{side}_steps_per_s"] / row["torch_steps_per_s"], 2)
+    row["jax_compiles"] = {side: runner.compile_count() for side, runner in runners.items()
+                           if side != "torch"}
     row["loadavg_1m"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
     return row
 
@@ -270,8 +359,16 @@ def main(argv=None):
                     help="1: one thread each (pinned); 0: library defaults")
     ap.add_argument("--dataset", default="fashion_mnist",
                     choices=[*nas_data.DATASETS, "synthetic"])
+    ap.add_argument("--conv", default="nnx",
+                    help="JAX sides, comma-separated: nnx (the template as a user writes it), "
+                         "canonical (edge convs with same_conv's canonical-layout VJP)")
+    ap.add_argument("--no-check", action="store_true", help="skip the switch-conv check")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     args = ap.parse_args(argv)
+    args.conv = [c for c in args.conv.split(",") if c]
+    for c in args.conv:
+        if c not in ("nnx", "canonical"):
+            ap.error(f"--conv: {c!r} is not nnx or canonical")
     names = [a for a in args.algorithms.split(",") if a]
     for a in names:
         if a not in ALGORITHMS:
@@ -291,6 +388,10 @@ def main(argv=None):
               "xla_flags": os.environ.get("XLA_FLAGS", ""), "cpus": os.cpu_count(),
               "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes")}
     print(json.dumps(header), flush=True)
+    if not args.no_check:
+        check = {"switch_conv_grad_cpu_ms": switch_conv_check()}
+        header.update(check)
+        print(json.dumps(check), flush=True)
     rows = []
     for name in names:
         row = bench(name, args, config, jdata, tdata)
