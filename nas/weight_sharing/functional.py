@@ -65,7 +65,7 @@ class SupernetFns:
 
     def apply(self, params, arch, rest, x, selection: Selection):
         """Supernet output and updated ``rest`` state."""
-        model = nnx.merge(self.graphdef, params, arch, rest)
+        model = nnx.merge(self.graphdef, params, arch, rest, copy=True)
         out = model(x, selection=selection)
         return out, nnx.state(model, _REST)
 

@@ -96,26 +96,23 @@ class MixedOp(nnx.Module):
                 total = jax.tree.map(lambda t, o, j=j: t + w[j].astype(o.dtype) * o, total, out)
             return total
         idx = sel.index[..., self.slot]
-        shapes = [jax.eval_shape(lambda c=c: c(*args, **kwargs)) for c in self.candidates]
-        self._check_same_shape(shapes)
-        if len(self.candidates) == 1:
-            out = self.candidates[0](*args, **kwargs)
-        else:
-            # functional switch: the branches get the candidates' state explicitly and
-            # return what a forward pass may change (e.g. batch statistics; never Params)
-            graphdef, state = nnx.split(self.candidates)
-            mutable = nnx.Not(nnx.Param)
+        # functional switch: the branches get the candidates' state explicitly and
+        # return what a forward pass may change (e.g. batch statistics; never Params)
+        graphdef, state = nnx.split(self.candidates)
+        mutable = nnx.Not(nnx.Param)
 
-            def branch(j, state, a, k):
-                cands = nnx.merge(graphdef, state)
-                out = cands[j](*a, **k)
-                return out, nnx.state(cands, mutable)
+        def branch(j, state, a, k):
+            cands = nnx.merge(graphdef, state, copy=True)
+            out = cands[j](*a, **k)
+            return out, nnx.state(cands, mutable)
 
-            branches = [functools.partial(branch, j) for j in range(len(self.candidates))]
-            out, changed = jax.lax.switch(jnp.clip(idx, 0, len(self.candidates) - 1), branches,
-                                          state, args, kwargs)
-            if jax.tree.leaves(changed):
-                nnx.update(self.candidates, changed)
+        branches = [functools.partial(branch, j) for j in range(len(self.candidates))]
+        self._check_same_shape(
+            [jax.eval_shape(b, state, args, kwargs)[0] for b in branches])
+        out, changed = jax.lax.switch(jnp.clip(idx, 0, len(self.candidates) - 1), branches,
+                                      state, args, kwargs)
+        if jax.tree.leaves(changed):
+            nnx.update(self.candidates, changed)
         scale = w[idx]
         return jax.tree.map(lambda o: scale.astype(o.dtype) * o, out)
 

@@ -25,9 +25,10 @@ class Identity(nnx.Module):
 class Dense(nnx.Module):
     def __init__(self, d, *, rngs):
         self.lin = nnx.Linear(d, d, rngs=rngs)
+        self.bn = nnx.BatchNorm(d, rngs=rngs)  # state that a forward pass updates
 
     def __call__(self, x):
-        return jnp.tanh(self.lin(x))
+        return jnp.tanh(self.bn(self.lin(x)))
 
 
 class MLP(nnx.Module):
@@ -113,6 +114,7 @@ def test_steps_compile_once_and_keep_dtypes(make):
     algo = make(ws.Supernet(mlp_space()))
     state = algo.init()
     kinds = jax.tree.map(lambda a: (a.shape, a.dtype), state)
+    stats0 = jax.tree.leaves(state.rest)
     for i in range(3):
         state, metrics = algo.step(state, mlp_data(32, i), mlp_data(32, 10 + i),
                                    jax.random.key(i))
@@ -120,6 +122,9 @@ def test_steps_compile_once_and_keep_dtypes(make):
     assert algo._step._cache_size() == 1
     assert jax.tree.map(lambda a: (a.shape, a.dtype), state) == kinds
     assert int(state.step) == 3
+    # batch statistics of the candidates that ran are carried in the state
+    assert any(float(jnp.abs(a - b).max()) > 0 for a, b in
+               zip(stats0, jax.tree.leaves(state.rest), strict=True))
 
 
 def test_darts_learns_and_logs_collapse_diagnostics():
