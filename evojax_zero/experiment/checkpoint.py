@@ -96,16 +96,14 @@ class Checkpointer:
         for step in steps:
             try:
                 meta = self._read(step, "meta", ocp.args.JsonRestore())
-                if meta.get("format") != FORMAT or "identity" not in meta:
-                    raise ValueError(f"step {step} was written by another version of "
-                                     "evojax_zero (format "
-                                     f"{meta.get('format')}, want {FORMAT}); use a new "
-                                     "checkpoint directory")
-            except ValueError:
-                raise
             except Exception as e:  # noqa: BLE001 - any unreadable step: try the previous
                 problems.append(f"step {step}: meta unreadable ({type(e).__name__}: {e})")
                 continue
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT \
+                    or not isinstance(meta.get("identity"), dict):
+                raise ValueError(f"checkpoint {self.directory} step {step} was not written by "
+                                 f"this version of evojax_zero (format {FORMAT}); nothing was "
+                                 "changed there. Pass another checkpoint directory")
             self._check_identity(meta["identity"], step)
             try:
                 run = self._restore_run(step, meta["run"], like, cache_size)
