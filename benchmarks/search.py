@@ -4,6 +4,8 @@
     python benchmarks/search.py tts --seeds 0 1 2 3 4 --no-fec   # demo without FEC
     python benchmarks/search.py speed --preset demo --generations 30   # with and without FEC
     python benchmarks/search.py speed --preset linear --generations 30
+    python benchmarks/search.py speed --preset demo --fec-mode host    # host FEC cache
+    python benchmarks/search.py checkpoint --seeds 0   # demo with and without checkpoints
 
 Rates are per wall second and per CPU-second of this process (all its threads), the
 latter comparable to the reference's single-threaded "per CPU-second" figures.
@@ -50,13 +52,41 @@ def time_to_solution(seeds, population_size, batch_size, max_experiments, fec=Tr
                           "load1": _load(), "device": jax.devices()[0].platform}), flush=True)
 
 
-def speed(preset, generations, population_size, batch_size):
+def checkpoint_cost(seeds, population_size, batch_size, max_experiments, every, seconds):
+    """The demo run without and with a checkpoint directory (same seed: same work)."""
+    import tempfile
+
+    from evojax_zero import experiment
+
+    for seed in seeds:
+        cfg = experiment.preset("demo", population_size=population_size, batch_size=batch_size,
+                                max_experiments=max_experiments)
+        for ckpt in (False, True):
+            with tempfile.TemporaryDirectory() as d:
+                t0, c0 = time.time(), time.process_time()
+                res = experiment.run(cfg, seed, progress=False, log=lambda s: None,
+                                     checkpoint_dir=os.path.join(d, "ck") if ckpt else None,
+                                     checkpoint_every=every, checkpoint_seconds=seconds)
+                print(json.dumps({"bench": "demo_checkpoint_cost", "seed": seed,
+                                  "checkpoint": ckpt, "every": every, "seconds": seconds,
+                                  "wall_s": round(time.time() - t0, 1),
+                                  "cpu_s": round(time.process_time() - c0, 1),
+                                  "individuals": res.individuals,
+                                  "select_fitness": res.select_fitness, "load1": _load()}),
+                      flush=True)
+
+
+def speed(preset, generations, population_size, batch_size, fec_mode="auto"):
+    import dataclasses
+
     from evojax_zero import experiment
     from evojax_zero.search.loop import Search
 
     for fec in (True, False):
         cfg = experiment.preset(preset, population_size=population_size,
                                 batch_size=batch_size, fec=fec)
+        if fec and fec_mode != "auto":
+            cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, fec=fec_mode))
         s = Search(cfg.search, cfg.search_tasks.build(None))
         st = s.init(jax.random.key(0))
         st = s.generation(st)  # compile
@@ -75,12 +105,13 @@ def speed(preset, generations, population_size, batch_size):
                               (s.counters.train_steps - ts0) / cpu, 1),
                           "wall_s": round(dt, 2), "cpu_s": round(cpu, 2), "load1": _load(),
                           "fec_hit_rate": hits, "population": population_size,
-                          "batch": batch_size, "backend": s.evaluator.backend}), flush=True)
+                          "batch": batch_size, "backend": s.evaluator.backend,
+                          "fec_kind": s.fec.kind if s.fec else None}), flush=True)
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=("tts", "speed"))
+    p.add_argument("what", choices=("tts", "speed", "checkpoint"))
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
     p.add_argument("--preset", default="demo")
     p.add_argument("--generations", type=int, default=5)
@@ -89,12 +120,20 @@ def main():
     p.add_argument("--max-experiments", type=int, default=20,
                    help="tts: give up after this many experiments (reference: unlimited)")
     p.add_argument("--no-fec", action="store_true", help="tts without FEC")
+    p.add_argument("--fec-mode", default="auto", choices=("auto", "host", "native"),
+                   help="speed: where the FEC cache lives")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="checkpoint: generations between saves (default: by time only)")
+    p.add_argument("--checkpoint-seconds", type=float, default=60.0)
     a = p.parse_args()
     if a.what == "tts":
         time_to_solution(a.seeds, a.population_size, a.batch_size, a.max_experiments,
                          not a.no_fec)
+    elif a.what == "checkpoint":
+        checkpoint_cost(a.seeds, a.population_size, a.batch_size, a.max_experiments,
+                        a.checkpoint_every, a.checkpoint_seconds)
     else:
-        speed(a.preset, a.generations, a.population_size, a.batch_size)
+        speed(a.preset, a.generations, a.population_size, a.batch_size, a.fec_mode)
 
 
 if __name__ == "__main__":
