@@ -67,7 +67,7 @@ def test_nan_fitness_never_wins_and_is_never_best():
         assert int(eng.select_parents(key, state.fitness)[0]) == expected
 
 
-def test_step_jits_once():
+def test_step_jits_once(compile_count):
     eng = EvolutionEngine(population_size=8, tournament_size=3, batch_size=2)
 
     @jax.jit
@@ -76,10 +76,16 @@ def test_step_jits_once():
         return eng.tell(state, children, children["x"].astype(jnp.float32))
 
     state = eng.init({"x": jnp.zeros(8, jnp.int32)}, jnp.zeros(8))
-    for k in range(4):
-        state = step(state, jax.random.key(k))
-    assert step._cache_size() == 1
+    keys = [jax.random.key(k) for k in range(4)]
+    state = step(state, keys[0])
+    with compile_count() as compiles:  # every state leaf keeps its dtype and shape
+        for key in keys[1:]:
+            state = step(state, key)
+        jax.block_until_ready(state)
+    assert compiles.count == 0
     assert int(state.num_evaluated) == 16
+    # 4 steps of 2 children (parent + 1 >= 1) replaced the 8 initial zeros, oldest first
+    assert int(state.oldest) == 0 and (np.asarray(state.population["x"]) >= 1).all()
 
 
 @pytest.mark.parametrize("kwargs,field", [
