@@ -179,6 +179,10 @@ RUN_ROWS = [
     ("seed-float", lambda d: check_run(_SMALL, 1.5), ConfigError, ["seed"]),
     ("checkpoint-every-zero", lambda d: check_run(_SMALL, 0, checkpoint_every=0), ConfigError,
      ["checkpoint_every", ">= 1"]),
+    ("checkpoint-every-float", lambda d: check_run(_SMALL, 0, checkpoint_every=2.5),
+     ConfigError, ["checkpoint_every", ">= 1"]),
+    ("checkpoint-seconds-negative", lambda d: check_run(_SMALL, 0, checkpoint_seconds=-1),
+     ConfigError, ["checkpoint_seconds", "> 0"]),
     ("out-dir-is-a-file", lambda d: check_run(_SMALL, 0, out_dir=_write(d, "f", "")),
      ConfigError, ["out_dir", "not a directory"]),
     ("checkpoint-dir-under-a-file", lambda d: check_run(

@@ -49,6 +49,10 @@ ROWS = [
      ["--checkpoint-every", ">= 1"]),
     ("checkpoint-every-negative", ["demo", "--checkpoint-every", "-5"],
      ["--checkpoint-every", ">= 1"]),
+    ("checkpoint-seconds-zero", ["demo", "--checkpoint-seconds", "0"],
+     ["--checkpoint-seconds", "> 0"]),
+    ("checkpoint-seconds-nan", ["demo", "--checkpoint-seconds", "nan"],
+     ["--checkpoint-seconds", "> 0"]),
     ("seed-negative", ["demo", "--seed", "-1"], ["--seed", "[0, 4294967295]"]),
     ("seed-too-big", ["demo", "--seed", str(2**40)], ["--seed", "[0, 4294967295]"]),
     ("seed-not-int", ["demo", "--seed", "abc"], ["--seed", "invalid int"]),
@@ -160,7 +164,7 @@ def test_cli_settings_reach_the_run(scratch, capsys, monkeypatch):
     assert code == 0 and '"preset": "demo"' in out
     (config, seed, kw), = calls
     assert config.search.fec is None and config.search.population_size == 40 and seed == 0
-    assert kw["checkpoint_every"] == 5
+    assert kw["checkpoint_every"] == 5 and kw["checkpoint_seconds"] == 60.0
     calls.clear()
     code, _, _ = _main(["run", str(scratch / "ok.json"), "--set", "population_size=10",
                         "--set", "batch_size=5", "--seed", "7"], capsys)

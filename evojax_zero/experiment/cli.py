@@ -81,9 +81,10 @@ def main(argv=None) -> int:
         if args.seed is not None:
             check_seed(args.seed, "--seed")
         runs = _runs(args.target, args.seed, parse_cli(args.set))
-        for config, seed in runs:
+        for config, seed in runs:  # every run's arguments before any run starts
             check_run(config, seed, out_dir=args.out, checkpoint_dir=args.checkpoint_dir,
-                      checkpoint_every=args.checkpoint_every, num_devices=args.devices,
+                      checkpoint_every=args.checkpoint_every,
+                      checkpoint_seconds=args.checkpoint_seconds, num_devices=args.devices,
                       names=CLI_NAMES)
         for i, (config, seed) in enumerate(runs):
             out = args.out

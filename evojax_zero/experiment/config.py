@@ -119,9 +119,11 @@ class ExperimentConfig:
 
 MAX_SEED = 2**32 - 1  # jax.random.key keeps 32 bits of the seed (x64 off)
 _PY_NAMES = {"seed": "seed", "out": "out_dir", "checkpoint_dir": "checkpoint_dir",
-             "checkpoint_every": "checkpoint_every", "devices": "num_devices"}
+             "checkpoint_every": "checkpoint_every", "checkpoint_seconds": "checkpoint_seconds",
+             "devices": "num_devices"}
 CLI_NAMES = {"seed": "--seed", "out": "--out", "checkpoint_dir": "--checkpoint-dir",
-             "checkpoint_every": "--checkpoint-every", "devices": "--devices"}
+             "checkpoint_every": "--checkpoint-every",
+             "checkpoint_seconds": "--checkpoint-seconds", "devices": "--devices"}
 
 
 def check_seed(seed, name: str = "seed") -> int:
@@ -134,7 +136,8 @@ def check_seed(seed, name: str = "seed") -> int:
 
 
 def check_run(config: ExperimentConfig, seed, *, out_dir=None, checkpoint_dir=None,
-              checkpoint_every=None, num_devices=None, names: dict | None = None) -> None:
+              checkpoint_every=None, checkpoint_seconds=None, num_devices=None,
+              names: dict | None = None) -> None:
     """Check the arguments of ``experiment.run`` up front (``names`` maps them to the CLI's
     flags); raises :class:`ConfigError` naming the argument, the allowed values and the fix."""
     n = {**_PY_NAMES, **(names or {})}
@@ -147,6 +150,11 @@ def check_run(config: ExperimentConfig, seed, *, out_dir=None, checkpoint_dir=No
                            or ce < 1):
         raise ConfigError(f"{n['checkpoint_every']}: expected an int >= 1 (generations between "
                           f"checkpoints), got {ce!r}; fix: e.g. {n['checkpoint_every']} 10")
+    cs = checkpoint_seconds
+    if cs is not None and (isinstance(cs, bool) or not isinstance(cs, int | float | np.number)
+                           or not np.isfinite(cs) or cs <= 0):
+        raise ConfigError(f"{n['checkpoint_seconds']}: expected a number > 0 (seconds between "
+                          f"checkpoints), got {cs!r}; fix: e.g. {n['checkpoint_seconds']} 60")
     for key, d in (("out", out_dir), ("checkpoint_dir", checkpoint_dir)):
         if d is None:
             continue
