@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from evojax_zero.evaluate import analysis
 from evojax_zero.evaluate.evaluator import EvalConfig, Evaluator
 from evojax_zero.experiment.checkpoint import Checkpointer, run_identity
-from evojax_zero.experiment.config import ExperimentConfig
+from evojax_zero.experiment.config import ExperimentConfig, check_run
 from evojax_zero.experiment.plots import plot_history
 from evojax_zero.experiment.state import RunState
 from evojax_zero.program import tasks
@@ -89,6 +89,9 @@ def run(config: ExperimentConfig, seed: int = 0, *, out_dir: str | None = None,
     ``out_dir`` receives log.txt, best.txt, simplified.txt, fitness.png and result.json.
     ``num_devices`` shards the population.
     """
+    check_run(config, seed, out_dir=out_dir, checkpoint_dir=checkpoint_dir,  # docs/errors.md
+              checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds,
+              num_devices=num_devices)
     _check_schedule(checkpoint_every, checkpoint_seconds)
     c = config
     spec = c.search.spec
