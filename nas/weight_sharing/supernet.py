@@ -20,6 +20,12 @@ Rejected with a ``ValueError`` naming the decision: a constant choice outside an
 constructor (a config value), a ``floatv``, a ``manyof`` among constants, and a template
 whose root constructor itself would be duplicated (nothing to share).
 
+Every ``nnx.Rngs`` of the template is replaced by a fresh copy, as ``space.materialize``
+does (``seed`` re-seeds them), so building a supernet never advances the template's Rngs
+and the same space and seed give the same weights. A decision shared by name (one
+``name=`` in several places) is one DNA slot read by several mixed ops: one decision, the
+weights of each place its own.
+
 The architecture is passed at call time: ``supernet(x, selection=sel)`` (see
 :mod:`nas.weight_sharing.selection`); the architecture parameters ``alpha``
 (float32[n_int, max_choices], DARTS' ``1e-3 * N(0, 1)`` initialisation) are a
@@ -177,9 +183,12 @@ def _replace(node: Any, target: Any, new: Any) -> Any:
 
 
 class _Builder:
-    def __init__(self, space: Space):
+    def __init__(self, space: Space, seed: int | None):
         self.space = space
         self.mixed: list[MixedOp] = []
+        # like space.materialize: fresh copies of the template's nnx.Rngs (never advanced)
+        fresh = getattr(space, "_fresh_rngs", None)
+        self.rngs = fresh(seed) if fresh is not None else (lambda r: r)
 
     def name(self, slot: int) -> str:
         return self.space.int_decisions[slot].name
@@ -233,7 +242,7 @@ class _Builder:
             return [self.build(v, in_ctor) for v in node]
         if isinstance(node, tuple):
             return tuple(self.build(v, in_ctor) for v in node)
-        return node.value
+        return self.rngs(node.value) if isinstance(node.value, nnx.Rngs) else node.value
 
     def _choice_name(self, choice: Any) -> str:
         return self.name(choice.slot)
@@ -267,11 +276,13 @@ class Supernet(nnx.Module):
     (candidate has no ``nnx.Param``), ``is_none`` (candidate named none/zero) and
     ``op_slot`` (the slot mixes parameter-free and parametric candidates)."""
 
-    def __init__(self, space: Space, *, rngs: nnx.Rngs | None = None, alpha_scale: float = 1e-3,
+    def __init__(self, space: Space, *, seed: int | None = None, alpha_scale: float = 1e-3,
                  none_names: tuple[str, ...] = NONE_NAMES):
         if not isinstance(space, Space):
             raise ValueError(f"Supernet needs a nas.Space, got {type(space).__name__}")
-        builder = _Builder(space)
+        if seed is not None and not (isinstance(seed, int) and seed >= 0):
+            raise ValueError(f"Supernet.seed must be None or an int >= 0, got {seed!r}")
+        builder = _Builder(space, seed)
         self.net = builder.build(space._tree, False)
         if not builder.mixed:
             raise ValueError(
@@ -290,10 +301,9 @@ class Supernet(nnx.Module):
         self.param_free = tuple(map(tuple, param_free.tolist()))
         self.is_none = tuple(map(tuple, is_none.tolist()))
         self.op_slot = tuple(bool(m) and i in covered for i, m in enumerate(mixes))
-        rngs = rngs if rngs is not None else nnx.Rngs(0)
+        key = jax.random.key(0 if seed is None else seed)
         self.alpha = ArchParam(
-            alpha_scale * jax.random.normal(rngs.params(), (space.n_int, space.max_choices),
-                                            jnp.float32))
+            alpha_scale * jax.random.normal(key, (space.n_int, space.max_choices), jnp.float32))
 
     def __call__(self, *args, selection: sel_mod.Selection, **kwargs):
         with sel_mod.active(selection):

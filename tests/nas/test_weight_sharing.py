@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from weight_sharing_cells import OPS, Net, data, template
+from weight_sharing_cells import OPS, Cell, Net, data, edge, template
 
 import nas
 from nas import weight_sharing as ws
@@ -73,6 +73,29 @@ def test_params_hold_every_candidate_once_and_alpha_is_the_only_arch_param():
     # masks read from the candidates: none / skip / pool have no params; none is named
     assert sn.param_free[0] == (True, True, False, False, True)
     assert sn.is_none[0] == (True, False, False, False, False)
+
+
+def test_shared_decision_is_one_slot_read_by_every_place():
+    rngs = nnx.Rngs(0)
+    cells = [nas.deferred(Cell)([edge(4, rngs, name=f"e{k}") for k in range(6)])
+             for _ in range(2)]  # one genotype, two cells
+    sp = nas.Space(nas.deferred(Net)(cells, 4, rngs=rngs))
+    assert sp.n_int == 6
+    sn = ws.Supernet(sp)
+    mixed = [m for _, m in nnx.iter_graph(sn) if isinstance(m, MixedOp)]
+    assert len(mixed) == 12 and sorted(m.slot for m in mixed) == sorted(list(range(6)) * 2)
+    a, b = sn.net.cells[0].edges[2].candidates[3], sn.net.cells[1].edges[2].candidates[3]
+    assert a is not b  # each place keeps its own weights
+    model = sp.materialize(ws.derive(sn, jnp.asarray(np.eye(6, 5, 1) * 3)))
+    names = [[type(e).__name__ for e in c.edges] for c in model.cells]
+    # rows 0-3 pick ops 1-4; rows 4-5 are flat: the first op that is not none (skip)
+    assert names[0] == names[1] == ["Skip", "ReLUConv", "ReLUConv", "AvgPool", "Skip", "Skip"]
+    # building the supernet does not advance the template's Rngs (like materialize)
+    before = rngs.params.count[...]
+    ws.Supernet(sp)
+    assert rngs.params.count[...] == before
+    same = ws.Supernet(sp)
+    np.testing.assert_array_equal(same.net.stem.kernel[...], sn.net.stem.kernel[...])
 
 
 def test_mix_and_hard_selections_match_numpy_reference():
