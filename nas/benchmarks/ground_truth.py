@@ -37,6 +37,7 @@ import optax
 from flax import nnx
 from scipy import stats
 
+from nas.benchmarks import data as bdata
 from nas.benchmarks import nb201
 from nas.benchmarks.data import ImageData
 from nas.space import DNA
@@ -346,6 +347,23 @@ def load_table(path: str | None = None) -> Table:
                                 "python benchmarks/nb201_ground_truth.py")
     with open(path) as f:
         return Table.from_json(json.load(f))
+
+
+def protocol(table: Table) -> tuple[ImageData, nb201.NetConfig, TrainConfig]:
+    """The data, network and training configs that ``table`` was made with (from its meta)."""
+    meta = table.meta
+    kw = {k: meta["data"][k] for k in ("resolution", "train_size", "valid_size", "test_size")
+          if k in meta["data"]}
+    data = bdata.load(meta["dataset"], **kw)
+    return data, nb201.NetConfig(**meta["net"]), TrainConfig(**meta["train"])
+
+
+def train_like(table: Table, dna, seeds: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+    """Train one DNA stand-alone exactly as ``table``'s cells were (same data, sizes, optimizer,
+    seeds unless given): for derived cells that the table does not hold."""
+    data, net, train = protocol(table)
+    return train_standalone(dna, data, table.meta["seeds"] if seeds is None else seeds, net,
+                            train)
 
 
 def make_table(dnas, results: dict[str, np.ndarray], net: nb201.NetConfig, meta: dict) -> Table:

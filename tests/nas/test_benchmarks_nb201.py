@@ -70,13 +70,16 @@ def test_reaches_output_and_arch_string():
 
 def test_switch_net_equals_standalone_net_with_copied_weights():
     switch = gt.SwitchNet(TINY, rngs=nnx.Rngs(1))
+    graphdef, state = nnx.split(switch)
+    forward = jax.jit(lambda st, x, ops: nnx.merge(graphdef, st)(x, ops))  # one compile
     x = jax.random.normal(jax.random.key(2), (6, 8, 8, 1))
     for ops in ([3, 1, 2, 4, 0, 3], [2, 2, 0, 1, 3, 4], [0, 0, 0, 1, 0, 0]):
         model = nb201.NB201Net(nb201.genotype_of(ops), rngs=nnx.Rngs(9), **TINY.kwargs())
         before = model(x)
         gt.copy_into_standalone(switch, ops, model)
         after = model(x)
-        np.testing.assert_allclose(switch(x, jnp.array(ops)), after, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(forward(state, x, jnp.array(ops)), after, rtol=1e-5,
+                                   atol=1e-5)
         assert not np.allclose(before, after)  # the copy really changed the weights
 
 
