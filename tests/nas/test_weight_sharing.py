@@ -263,3 +263,13 @@ def test_oneshot_batched_evaluation_matches_one_at_a_time():
         np.testing.assert_allclose(loss[i], ref, rtol=1e-5)
         np.testing.assert_allclose(acc[i], ws.accuracy(out, y), rtol=1e-6)
     assert set(OPS) == {"none", "skip", "conv1x1", "conv3x3", "avgpool3x3"}
+
+
+def test_plot_draws_the_three_diagnostics(tmp_path):
+    hist = [{"step": i, "param_free_share": i / 10, "entropy": 1.6 - i / 10,
+             **({"hessian_eigenvalue": 0.1 * i} if i % 5 == 0 else {})} for i in range(10)]
+    fig = ws.plot(hist, str(tmp_path / "c.png"), title="toy")
+    assert (tmp_path / "c.png").stat().st_size > 0
+    assert [ax.get_title() for ax in fig.axes] == [
+        "param_free_share", "entropy", "hessian_eigenvalue"]
+    assert len(fig.axes[2].lines[0].get_xdata()) == 2
