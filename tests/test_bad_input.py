@@ -20,6 +20,7 @@ from evojax_zero.evaluate.evaluator import Evaluator
 from evojax_zero.experiment import overrides, presets
 from evojax_zero.experiment.config import check_run
 from evojax_zero.experiment.overrides import ConfigError
+from evojax_zero.experiment.runner import run
 from evojax_zero.program import programs as P
 from evojax_zero.program import tasks as T
 
@@ -198,6 +199,14 @@ RUN_ROWS = [
      ["num_devices", ">= 1"]),
     ("config-not-a-config", lambda d: check_run({"preset": "demo"}, 0), ConfigError,
      ["ExperimentConfig"]),
+    # experiment.run() calls check_run first: nothing is built or written before the error
+    ("run-seed-negative", lambda d: run(_SMALL, -1, progress=False), ConfigError,
+     ["seed", "[0, 4294967295]"]),
+    ("run-devices-not-dividing", lambda d: run(_SMALL, 0, num_devices=3, progress=False),
+     ConfigError, ["num_devices", "divisible"]),
+    ("run-out-dir-is-a-file", lambda d: run(_SMALL, 0, out_dir=_write(d, "h", ""),
+                                            progress=False),
+     ConfigError, ["out_dir", "not a directory"]),
 ]
 
 DATA_ROWS = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -146,6 +147,79 @@ def test_validate_rejects_bad_tensors():
     bad = prog.replace(learn=prog.learn.replace(addr=prog.learn.addr.at[0, 2].set(0)))
     with pytest.raises(ValueError, match="out address s0"):
         P.validate(SMALL, bad)
+
+
+def _reference_first_error(spec, pop):
+    """The per-instruction loop ``validate`` replaced, written out plainly: the first bad
+    (program, function, instruction) in program-major order per function, or None."""
+    for fn in ("setup", "predict", "learn"):
+        f = pop.function(fn)
+        L = spec.max_size(fn)
+        for b in range(pop.batch_shape[0]):
+            n = int(f.size[b])
+            if not 0 <= n <= L:
+                return (b, fn, "size")
+            for i in range(L):
+                op = int(f.op[b, i])
+                if i >= n:
+                    if op != 0:
+                        return (b, fn, i)
+                    continue
+                o = OP_SPECS[op] if 0 <= op < NUM_OPS else None
+                if o is None or op not in spec.ops(fn):
+                    return (b, fn, i)
+                for slot, kind in enumerate((o.in1, o.in2, o.out)):
+                    if kind == Kind.NONE:
+                        continue
+                    lo = FIRST_OUT_ADDRESS[kind] if slot == 2 else 0
+                    if not lo <= int(f.addr[b, i, slot]) < spec.num_addresses(kind):
+                        return (b, fn, i)
+                cols = {Op.VECTOR_CONST_SET: (1,), Op.MATRIX_CONST_SET: (1, 2)}.get(op, ())
+                if any(not 0.0 <= float(np.float32(f.data[b, i, k])) < 1.0 for k in cols):
+                    return (b, fn, i)
+    return None
+
+
+def test_vectorised_validate_matches_a_per_instruction_loop():
+    """200 random single corruptions of a valid population: validate raises exactly when the
+    plain loop finds an error, and names the same program, function and instruction."""
+    rng = np.random.default_rng(0)
+    spec = SPEC.replace(setup_ops=(0, 1, 27, 56, 57, 58), predict_ops=(0, 23, 31),
+                        learn_ops=(0, 2, 18, 41))
+    good = P.from_lists(spec, setup=[[57, 0, 0, 1, 0, 0.5, 2.0], [58, 0, 0, 0, 0, 0.25, 0.5, 1],
+                                     [56, 0, 0, 3, 1.5]],
+                        predict=[[23, 0, 1, 2], [31, 2, 0, 3]], learn=[[18, 1, 2, 3]])
+    base = jax.device_get(P.stack([good] * 5))
+    raised = 0
+    for _ in range(200):
+        fn = str(rng.choice(["setup", "predict", "learn"]))
+        f = base.function(fn)
+        field = str(rng.choice(["op", "addr", "data", "size"]))
+        arr = np.array(getattr(f, field))
+        b = int(rng.integers(5))
+        if field == "size":
+            arr[b] = rng.integers(-2, 7)
+        elif field == "op":
+            arr[b, rng.integers(4)] = rng.choice([0, 1, 2, 18, 23, 27, 41, 57, 58, 64, 99, -1])
+        elif field == "addr":
+            arr[b, rng.integers(4), rng.integers(3)] = rng.integers(-1, 6)
+        else:
+            arr[b, rng.integers(4), rng.integers(4)] = rng.choice([0.0, 0.5, 0.99999, 1.0,
+                                                                   -0.1, np.nan])
+        pop = base.replace(**{fn: f.replace(**{field: arr})})
+        want = _reference_first_error(spec, pop)
+        if want is None:
+            P.validate(spec, pop)
+            continue
+        raised += 1
+        with pytest.raises(ValueError) as info:
+            P.validate(spec, pop)
+        b, fn_, i = want
+        msg = str(info.value)
+        assert msg.startswith(f"program {b} {fn_}"), (want, msg)
+        if i != "size":
+            assert f"instruction {i}" in msg, (want, msg)
+    assert 50 < raised < 200  # both verdicts were exercised
 
 
 def test_unused_operands_and_data_are_normalised():
