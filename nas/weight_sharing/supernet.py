@@ -113,10 +113,13 @@ class MixedOp(nnx.Module):
             return out, nnx.state(cands, mutable)
 
         branches = [functools.partial(branch, j) for j in range(len(self.candidates))]
-        self._check_same_shape(
-            [jax.eval_shape(b, state, args, kwargs)[0] for b in branches])
-        out, changed = jax.lax.switch(jnp.clip(idx, 0, len(self.candidates) - 1), branches,
-                                      state, args, kwargs)
+        try:
+            out, changed = jax.lax.switch(jnp.clip(idx, 0, len(self.candidates) - 1),
+                                          branches, state, args, kwargs)
+        except TypeError as err:  # outputs of different shapes: say which decision
+            self._check_same_shape(
+                [jax.eval_shape(b, state, args, kwargs)[0] for b in branches])
+            raise err
         if jax.tree.leaves(changed):
             nnx.update(self.candidates, changed)
         scale = w[idx]
