@@ -434,6 +434,7 @@ class Space:
     def describe(self) -> str:
         """A table of every decision: name, kind, domain and condition."""
         lines = []
+        shared = set(self.shared_names)
         for d in self.decisions:
             if d.is_float:
                 dom = f"[{d.low:g}, {d.high:g}]" + (" log" if d.log else "")
@@ -443,7 +444,7 @@ class Space:
                 dom = "{" + ", ".join(d.labels) + "}"
             cond = "" if d.parent < 0 else "  if " + " or ".join(
                 f"{self.int_decisions[p].name} == {v}" for p, v in d.conditions)
-            if len(d.conditions) > 1 or d.name in self.shared_names:
+            if len(d.conditions) > 1 or d.name in shared or d.name.rsplit("/", 1)[0] in shared:
                 cond += "  (shared)"
             lines.append(f"{d.name:<32} {d.kind:<6} {dom}{cond}")
         return "\n".join(lines)
