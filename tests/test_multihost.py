@@ -74,3 +74,34 @@ def test_process_local_sharding_on_eight_fake_devices():
     assert r["shards"] == [[2 * i, 2 * i + 2] for i in range(8)]  # 16 members / 8 devices
     assert r["local_rows"] == [[0, 16]] and r["same"]
     assert "Auto" in r["axis_types"]
+
+
+HOST_FEC = r"""
+import json, sys, jax, numpy as np
+from evojax_zero.search import distributed
+from evojax_zero import experiment
+from evojax_zero.search.loop import Search
+import dataclasses
+cfg = experiment.preset("linear", population_size=16, batch_size=8).search
+cfg = dataclasses.replace(cfg, fec="host")
+t = experiment.TaskSpec("linear", 2, 20, 10).build(None)
+out = []
+for mesh in (None, distributed.population_mesh(8)):
+    s = Search(cfg, t, mesh)
+    st = s.generation(s.generation(s.init(jax.random.key(0))))
+    out.append((distributed.to_host(st.evolution.fitness).tolist(), s.counters.fec_hits,
+                s.counters.fec_lookups, int(s.cache_arrays()["size"])))
+print("RESULT", json.dumps({"same": out[0] == out[1], "hits": out[0][1], "one": out[0]}))
+"""
+
+
+@pytest.mark.slow
+def test_host_fec_under_an_eight_device_mesh_matches_one_device():
+    """The host FEC cache (callbacks from the jitted generation) under a sharded population."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+               JAX_PLATFORMS="cpu", OPENBLAS_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", HOST_FEC], env=env, capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads([x for x in out.stdout.splitlines() if x.startswith("RESULT ")][-1][7:])
+    assert r["same"] and r["hits"] > 0, r

@@ -63,7 +63,11 @@ class Checkpointer:
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                                  enable_async_checkpointing=False),
             item_names=("meta", "state", "cache"))
-        self._next_step = max(self.manager.all_steps(), default=-1) + 1
+        # Past every step, finished or not: a save interrupted by a kill leaves an unfinished
+        # step directory ("N.orbax-checkpoint-tmp..."), which is never reused or removed.
+        taken = [int(name.split(".")[0]) for name in os.listdir(self.directory)
+                 if name.split(".")[0].isdigit()]
+        self._next_step = max([*taken, *self.manager.all_steps()], default=-1) + 1
 
     # -- saving -------------------------------------------------------------------------
 
