@@ -7,7 +7,7 @@ errors; their bit patterns, the task index and the requested number of train exa
 hashed (:mod:`.hashing`); a hit in an LRU cache returns the cached task fitness instead of a
 full run.
 
-One interface, :class:`~.base.FECCache` (init, hash, lookup, fill, to/from arrays), two
+One interface, :class:`~.base.FEC` (init, hash, lookup, fill, to/from arrays), two
 implementations chosen by ``FECConfig.mode`` / ``SearchConfig.fec``:
 
 * :class:`~.host.HostFEC` (``"host"``): NumPy hash and a Python LRU, the specification;
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from evojax_zero.search.fec.base import (
     ARRAY_FIELDS,
+    FEC,
     FEC_MODES,
-    FECCache,
     FECConfig,
     as_fec_config,
     check_arrays,
@@ -40,11 +40,11 @@ from evojax_zero.search.fec.hashing import (
     to_words,
     well_mixed_hash,
 )
-from evojax_zero.search.fec.host import HostFEC, LRUCache
+from evojax_zero.search.fec.host import FECCache, HostFEC, LRUCache
 from evojax_zero.search.fec.native import NativeFEC, supported
 
 
-def make(config: FECConfig, max_abs_error: float, evaluator_backend: str) -> FECCache:
+def make(config: FECConfig, max_abs_error: float, evaluator_backend: str) -> FEC:
     """The cache implementation ``config.mode`` asks for (``"auto"``: native when the
     evaluator runs the native backend and the native FEC calls are available)."""
     mode = config.mode
@@ -53,7 +53,7 @@ def make(config: FECConfig, max_abs_error: float, evaluator_backend: str) -> FEC
     return (NativeFEC if mode == "native" else HostFEC)(config, max_abs_error)
 
 
-__all__ = ["ARRAY_FIELDS", "FEC_MODES", "FECCache", "FECConfig", "HostFEC", "LRUCache",
+__all__ = ["ARRAY_FIELDS", "FEC", "FEC_MODES", "FECCache", "FECConfig", "HostFEC", "LRUCache",
            "NativeFEC", "as_fec_config", "check_arrays", "batch_hash", "empty_arrays", "from_words",
            "hash_combine", "make", "prerun_hash_words", "recorded_masks", "resolve",
            "std_hash_double", "supported", "to_words", "well_mixed_hash"]

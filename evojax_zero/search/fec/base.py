@@ -1,5 +1,5 @@
 """What every FEC cache offers the search: :class:`FECConfig` (the reference's ``FECSpec``
-plus where the cache lives) and the :class:`FECCache` protocol.
+plus where the cache lives) and the :class:`FEC` protocol (the FEC interface).
 
 A cache's *state* is a pytree of arrays threaded through the jitted generation; the
 methods that take a state are traceable (called inside ``jit``/``lax.scan``). ``to_arrays``
@@ -84,7 +84,7 @@ def check_arrays(arrays: dict[str, np.ndarray], cache_size: int) -> int:
     return n
 
 
-class FECCache(Protocol):
+class FEC(Protocol):
     """One FEC cache implementation (host or native); one instance per search kernel set.
 
     ``hash`` maps pre-run errors [B, T, n] to WellMixedHash words uint32 [B, T, 2];

@@ -176,7 +176,7 @@ _LOCK = threading.Lock()
 
 
 class HostFEC:
-    """:class:`~evojax_zero.search.fec.base.FECCache` over :class:`LRUCache` on the host.
+    """:class:`~evojax_zero.search.fec.base.FEC` over :class:`LRUCache` on the host.
     The state is an int32 handle; :meth:`release` frees the LRU behind it."""
 
     kind = "host"

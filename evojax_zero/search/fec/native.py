@@ -80,7 +80,7 @@ def supported() -> bool:
 
 
 class NativeFEC:
-    """:class:`~evojax_zero.search.fec.base.FECCache` over the native custom calls."""
+    """:class:`~evojax_zero.search.fec.base.FEC` over the native custom calls."""
 
     kind = "native"
 
