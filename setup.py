@@ -60,9 +60,8 @@ class BuildExt(build_ext):
 
 
 setup(
-    ext_modules=[Extension(NATIVE_EXT, sources=[
-        "evojax_zero/native/interpreter.cc", "evojax_zero/native/interpreter.h",
-        "evojax_zero/native/ffi_problem.h", "evojax_zero/native/fec.cc"])],
+    ext_modules=[Extension(NATIVE_EXT, sources=["evojax_zero/native/interpreter.cc",
+                                                "evojax_zero/native/fec.cc"])],
     cmdclass={"build_ext": BuildExt},
     # The C++ sources ship with the package so the library can be compiled at first use.
     package_data={"evojax_zero.native": ["*.cc", "*.h", "*.cu"]},

@@ -31,7 +31,7 @@ from test_conformance_properties import ALL_SPEC, TOLERANCES, random_program, ra
 from evojax_zero import native
 from evojax_zero import program as P
 from evojax_zero.evaluate.evaluator import EvalConfig
-from evojax_zero.native import build_cuda, cuda
+from evojax_zero.native import build, cuda
 from evojax_zero.program.ops import NUM_OPS
 
 EMU_FITNESS = "evojax_zero_cuda_emu_fitness"
@@ -134,13 +134,16 @@ CONFIGS = {"default": None,
 
 
 def test_nvcc_discovery_and_build_id_are_stable():
-    nvcc = build_cuda.find_nvcc()
+    nvcc = build.find_nvcc()
     if nvcc is None:
         pytest.skip("no nvcc")
-    ver = build_cuda.nvcc_version(nvcc)
+    ver = build.nvcc_version(nvcc)
     assert ver and ver != "unknown"
-    assert build_cuda.build_id("x", nvcc) == build_cuda.build_id("x", nvcc)
-    assert build_cuda.build_id("x", nvcc) != build_cuda.build_id("y", nvcc)
+    bid = build.build_id("x", target="cuda", compiler=nvcc)
+    assert bid == build.build_id("x", target="cuda", compiler=nvcc)
+    assert bid != build.build_id("y", target="cuda", compiler=nvcc)
+    # One builder, three targets: the CUDA stamp differs from the CPU one for the same jaxlib.
+    assert bid != build.build_id("x", target="cpu")
 
 
 def test_no_cuda_backend_means_unavailable_without_compiling(tmp_path):
@@ -166,18 +169,18 @@ def test_no_cuda_backend_means_unavailable_without_compiling(tmp_path):
                     reason="the nvcc build takes ~8 min on 2 cores; EVOJAX_ZERO_TEST_NVCC=1")
 def test_cuda_source_compiles_with_nvcc(tmp_path):
     """What the loader builds on a GPU machine (sm_80, sm_90 and compute_90 PTX), built here."""
-    nvcc = build_cuda.find_nvcc()
+    nvcc = build.find_nvcc()
     if nvcc is None:
         pytest.skip("no nvcc")
-    inc, jaxlib_version = build_cuda.jax_include_dir()
+    inc, jaxlib_version = build.jax_include_dir()
     out = str(tmp_path / "_evojax_zero_cuda.so")
-    build_cuda.compile_library(out, inc, jaxlib_version, nvcc=nvcc)
+    build.compile_library(out, inc, jaxlib_version, compiler=nvcc, target="cuda")
     lib = ctypes.CDLL(out)  # loads without a GPU or driver (the CUDA runtime is linked in)
-    assert cuda._text(lib, "evojax_zero_cuda_build_id") == build_cuda.build_id(jaxlib_version,
-                                                                              nvcc)
-    lib.EvojaxZeroCudaFitness  # noqa: B018
-    lib.EvojaxZeroCudaTrace  # noqa: B018
-    probe = cuda._text(lib, "evojax_zero_cuda_probe")
+    assert cuda._text(lib, "evojax_zero_build_id") == build.build_id(
+        jaxlib_version, target="cuda", compiler=nvcc)
+    lib.EvojaxZeroFitness  # noqa: B018
+    lib.EvojaxZeroTrace  # noqa: B018
+    probe = cuda._text(lib, "evojax_zero_probe")
     if cuda._cuda_backend_problem():
         assert probe, "the probe should report that no GPU can run the kernels"
     else:
@@ -200,18 +203,16 @@ def test_cuda_source_compiles_with_nvcc(tmp_path):
 def emulation(tmp_path_factory):
     if not native.available():
         pytest.skip(f"CPU native backend unavailable: {native.why_unavailable()}")
-    from evojax_zero.native import build as cpu_build
-
-    if not cpu_build.find_compiler():
+    if not build.find_compiler():
         pytest.skip("no C++ compiler")
-    inc, _ = build_cuda.jax_include_dir()
+    inc, jaxlib_version = build.jax_include_dir()
     path = str(tmp_path_factory.mktemp("cuda_emulation") / "_evojax_zero_cuda_emulation.so")
-    build_cuda.compile_emulation(path, inc)
+    build.compile_library(path, inc, jaxlib_version, target="emulation")
     lib = ctypes.CDLL(path)
-    assert cuda._text(lib, "evojax_zero_cuda_probe") == ""
-    jax.ffi.register_ffi_target(EMU_FITNESS, jax.ffi.pycapsule(lib.EvojaxZeroCudaFitness),
+    assert cuda._text(lib, "evojax_zero_probe") == ""
+    jax.ffi.register_ffi_target(EMU_FITNESS, jax.ffi.pycapsule(lib.EvojaxZeroFitness),
                                 platform="cpu")
-    jax.ffi.register_ffi_target(EMU_TRACE, jax.ffi.pycapsule(lib.EvojaxZeroCudaTrace),
+    jax.ffi.register_ffi_target(EMU_TRACE, jax.ffi.pycapsule(lib.EvojaxZeroTrace),
                                 platform="cpu")
     return lib
 

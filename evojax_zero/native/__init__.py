@@ -1,37 +1,36 @@
-"""Native CPU backend: a multi-threaded C++ interpreter called from JAX through the XLA FFI.
+"""Native backends: a C++ interpreter called from JAX through the XLA FFI, on CPU (this
+module) and on CUDA GPUs (:mod:`evojax_zero.native.cuda`).
 
-``evaluate`` and ``trace`` are jit-compatible (they lower to one XLA custom call on CPU).
-The shared library is found, in order, at
+``evaluate`` and ``trace`` are jit-compatible (they lower to one XLA custom call). The CPU
+library is found, built or rejected by :mod:`evojax_zero.native.loader` (the CUDA library
+too): ``$EVOJAX_ZERO_NATIVE_LIB``, else the one ``pip install`` built into this package, else
+the user cache, compiled there at first use. If none works, :func:`available` is False and
+:func:`why_unavailable` says why; the pure-XLA evaluator is then the fallback.
 
-1. ``$EVOJAX_ZERO_NATIVE_LIB`` (an explicit path),
-2. inside this package (built by ``pip install`` through setup.py's build step),
-3. in the user cache (``$EVOJAX_ZERO_CACHE_DIR``, else ``$XDG_CACHE_HOME/evojax_zero``, else
-   ``~/.cache/evojax_zero``), compiled there at first use when a C++ compiler exists (this is
-   what makes ``pip install -e .`` and source checkouts work). ``EVOJAX_ZERO_NO_COMPILE=1``
-   disables that compile.
-
-If none works, :func:`available` is False and :func:`why_unavailable` says why; the pure-XLA
-evaluator is then the fallback. Threads: ``$EVOJAX_ZERO_NUM_THREADS`` (default: the CPUs this
-process may run on), read at each call; results do not depend on it.
+Threads: ``$EVOJAX_ZERO_NUM_THREADS`` (default: the CPUs this process may run on), read at each
+call; results do not depend on it. The tasks of a batch run in lockstep in SIMD lanes
+(``execute.h``); results do not depend on that either.
 
 Random ops (``*_UNIFORM_SET``, ``*_GAUSSIAN_SET``) draw from a counter-based stream
 (splitmix64) seeded from the (program, task) key, so results do not depend on threads; they
 are not the same draws as the XLA evaluator's.
+
+Sharding: on a multi-device mesh, :func:`evaluate` under ``jax.jit`` is partitioned along the
+program axis (a ``custom_partitioning`` rule): each device evaluates its own rows.
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
-import glob
-import os
-import threading
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental.custom_partitioning import custom_partitioning
+from jax.sharding import NamedSharding, PartitionSpec
 
 from evojax_zero.native import build as _build
+from evojax_zero.native.loader import Library, cache_dir
 from evojax_zero.program.fitness import flip_and_squash
 
 __all__ = ["available", "why_unavailable", "library_path", "evaluate", "trace", "TRACE_FIELDS",
@@ -45,132 +44,26 @@ FEC_TARGETS = {"evojax_zero_fec_hash": "EvojaxZeroFecHash",
 TRACE_FIELDS = ("fitness", "epoch_fitness", "train_error", "train_prediction",
                 "valid_error", "valid_prediction", "stopped", "train_steps")
 
-_lock = threading.Lock()
-_state: dict = {"tried": False, "ok": False, "why": "", "path": None}
-
-
-def _cache_dir() -> str:
-    env = os.environ.get("EVOJAX_ZERO_CACHE_DIR")
-    if env:
-        return env
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "evojax_zero")
-
-
-def _lib_build_id(lib: ctypes.CDLL) -> str:
-    fn = lib.evojax_zero_native_build_id
-    fn.restype = ctypes.c_char_p
-    return fn().decode()
-
-
-def _load(path: str) -> ctypes.CDLL:
-    return ctypes.CDLL(os.path.abspath(path))
-
-
-def _find_library() -> tuple[ctypes.CDLL | None, str | None, str]:
-    """(library, path, note). note explains failures."""
-    notes = []
-    explicit = os.environ.get("EVOJAX_ZERO_NATIVE_LIB")
-    if explicit:
-        try:
-            return _load(explicit), explicit, ""
-        except OSError as e:
-            return None, None, f"EVOJAX_ZERO_NATIVE_LIB={explicit} could not be loaded: {e}"
-
-    try:
-        import jaxlib
-
-        jaxlib_version = jaxlib.__version__
-    except ImportError:  # pragma: no cover - jax always brings jaxlib
-        jaxlib_version = "unknown"
-    want = _build.build_id(jaxlib_version)
-    want_src = want.split(":")[0]
-    compiler = _build.find_compiler()
-
-    # 2. prebuilt by the package's install (setup.py build_ext)
-    here = os.path.dirname(os.path.abspath(__file__))
-    for path in sorted(glob.glob(os.path.join(here, _build.LIB_BASENAME + "*.so"))):
-        try:
-            lib = _load(path)
-            bid = _lib_build_id(lib)
-        except (OSError, AttributeError) as e:
-            notes.append(f"prebuilt {path} could not be loaded: {e}")
-            continue
-        if bid == want:
-            return lib, path, ""
-        if bid.split(":")[0] == want_src and not compiler:
-            # Built against another jaxlib's headers; the FFI ABI is versioned and stable, so
-            # use it rather than nothing.
-            return lib, path, ""
-        notes.append(f"prebuilt {path} is stale (build id {bid}, want {want})")
-
-    # 3. user cache, compiled on demand
-    cache = os.path.join(_cache_dir(), f"{_build.LIB_BASENAME}-{want.replace(':', '-')}.so")
-    if not os.path.exists(cache):
-        if os.environ.get("EVOJAX_ZERO_NO_COMPILE", "") not in ("", "0"):
-            notes.append("no prebuilt library and EVOJAX_ZERO_NO_COMPILE is set")
-            return None, None, "; ".join(notes)
-        if not compiler:
-            notes.append("no prebuilt library and no C++ compiler found "
-                         "(install g++ or set $CXX, then reinstall or re-import)")
-            return None, None, "; ".join(notes)
-        try:
-            inc, _ = _build.jax_include_dir()
-            _build.compile_library(cache, inc, jaxlib_version, compiler=compiler)
-        except (ImportError, RuntimeError, OSError, Exception) as e:  # noqa: BLE001
-            notes.append(f"compiling the native backend failed: {e}")
-            return None, None, "; ".join(notes)
-    try:
-        lib = _load(cache)
-        bid = _lib_build_id(lib)
-    except (OSError, AttributeError) as e:
-        notes.append(f"cached {cache} could not be loaded: {e}")
-        return None, None, "; ".join(notes)
-    if bid != want:
-        notes.append(f"cached {cache} has build id {bid}, want {want}")
-        return None, None, "; ".join(notes)
-    return lib, cache, ""
-
-
-def _init() -> None:
-    with _lock:
-        if _state["tried"]:
-            return
-        _state["tried"] = True
-        lib, path, why = _find_library()
-        if lib is None:
-            _state["why"] = why or "native library not found"
-            return
-        try:
-            jax.ffi.register_ffi_target(
-                FITNESS_TARGET, jax.ffi.pycapsule(lib.EvojaxZeroFitness), platform="cpu")
-            jax.ffi.register_ffi_target(
-                TRACE_TARGET, jax.ffi.pycapsule(lib.EvojaxZeroTrace), platform="cpu")
-            for target, symbol in FEC_TARGETS.items():
-                jax.ffi.register_ffi_target(
-                    target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
-        except Exception as e:  # noqa: BLE001
-            _state["why"] = f"registering the FFI targets from {path} failed: {e}"
-            return
-        _state.update(ok=True, why="", path=path, lib=lib)
+LIBRARY = Library("cpu", "EVOJAX_ZERO_NATIVE_LIB", "cpu",
+                  {FITNESS_TARGET: "EvojaxZeroFitness", TRACE_TARGET: "EvojaxZeroTrace",
+                   **FEC_TARGETS}, packaged=True)
+_cache_dir = cache_dir  # the former private name
+LIB_BASENAME = _build.LIB_BASENAME
 
 
 def available() -> bool:
     """True when the native library is loaded and registered with XLA (CPU)."""
-    _init()
-    return bool(_state["ok"])
+    return LIBRARY.available()
 
 
 def why_unavailable() -> str:
     """Empty when available; otherwise why not (missing compiler, failed build, ...)."""
-    _init()
-    return _state["why"]
+    return LIBRARY.why_unavailable()
 
 
 def library_path() -> str | None:
     """Path of the loaded shared library (None when unavailable)."""
-    _init()
-    return _state["path"]
+    return LIBRARY.path()
 
 
 # ---------------------------------------------------------------------------------------
@@ -266,11 +159,91 @@ def _fitness(score, accuracy: bool, num_valid_total: int):
     return best, epoch_fit
 
 
+# Operands split along the program axis by the sharding rule (the program tensors and the
+# per-(program, task) keys); the task arrays (operands 12-16) are replicated.
+_ROW_OPERANDS = frozenset((*range(12), 17))
+
+
+def _factor_names():
+    for first in "abcdefghijklmnoqrsuvwxyz":  # 'p' is the program axis
+        yield first
+    for first in "abcdefghijklmnoqrsuvwxyz":
+        for second in "abcdefghijklmnoqrsuvwxyz":
+            yield first + second
+
+
+def _sharding_rule(args, shapes) -> str:
+    """Shardy rule of a kernel call: factor ``p`` (the program axis) is shared by the program
+    operands, the keys and every result; every other dimension is its own factor."""
+    names = _factor_names()
+
+    def dims(ndim, rows):
+        return " ".join(["p" if rows else next(names)] + [next(names) for _ in range(ndim - 1)])
+
+    lhs = ", ".join(dims(a.ndim, i in _ROW_OPERANDS) for i, a in enumerate(args))
+    rhs = ", ".join(dims(len(s.shape), True) for s in shapes)
+    return f"{lhs} -> {rhs}"
+
+
+def _kernel_call(target: str, shapes, args, attrs):
+    """The custom call ``target`` on ``args`` -> results of ``shapes`` (global [P, ...]).
+
+    Partitioned along the program axis (``custom_partitioning``): on a mesh where the
+    programs are sharded over devices, each device runs the kernel on its own rows (and
+    its own keys) with the tasks replicated, instead of on gathered data. Under ``vmap`` the
+    call runs once per batch element (``vmap_method="sequential"``)."""
+    multi = isinstance(shapes, (list, tuple))
+    shapes = list(shapes) if multi else [shapes]
+
+    def local_call(*operands):
+        rows = operands[0].shape[0]  # this device's programs
+        local = [jax.ShapeDtypeStruct((rows, *s.shape[1:]), s.dtype) for s in shapes]
+        out = jax.ffi.ffi_call(target, local if multi else local[0],
+                               vmap_method="sequential")(*operands, **attrs)
+        return tuple(out) if multi else out
+
+    def row_axis(arg_shapes):
+        spec = arg_shapes[0].sharding.spec
+        return spec[0] if len(spec) else None
+
+    def shardings(mesh, axis):
+        out = [NamedSharding(mesh, PartitionSpec(axis, *[None] * (len(s.shape) - 1)))
+               for s in shapes]
+        return tuple(out) if multi else out[0]
+
+    def infer(mesh, arg_shapes, result_shape):
+        return shardings(mesh, row_axis(arg_shapes))
+
+    def partition(mesh, arg_shapes, result_shape):
+        axis = row_axis(arg_shapes)
+        arg_shardings = tuple(
+            NamedSharding(mesh, PartitionSpec(axis, *[None] * (len(a.shape) - 1))
+                          if i in _ROW_OPERANDS else PartitionSpec())
+            for i, a in enumerate(arg_shapes))
+        return mesh, local_call, shardings(mesh, axis), arg_shardings
+
+    partitioned = custom_partitioning(local_call)
+    partitioned.def_partition(infer_sharding_from_operands=infer, partition=partition,
+                              sharding_rule=_sharding_rule(args, shapes))
+
+    @jax.custom_batching.custom_vmap
+    def call(*operands):
+        return partitioned(*operands)
+
+    @call.def_vmap
+    def _sequential(axis_size, in_batched, *operands):
+        axes = [0 if b else None for b in in_batched]
+        out = jax.vmap(local_call, in_axes=axes)(*operands)
+        return out, (tuple(True for _ in shapes) if multi else True)
+
+    return call(*args)
+
+
 def _evaluate(target: str, spec, config, programs, tasks, keys):
     args, attrs, d, dtype, unbatched = _prepare(spec, config, programs, tasks, keys)
-    call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct((d["P"], d["T"], d["E"]), dtype),
-                            vmap_method="sequential")
-    fitness, _ = _fitness(call(*args, **attrs), tasks.eval_type == "accuracy", d["Nv"])
+    score = _kernel_call(target, jax.ShapeDtypeStruct((d["P"], d["T"], d["E"]), dtype), args,
+                         attrs)
+    fitness, _ = _fitness(score, tasks.eval_type == "accuracy", d["Nv"])
     return fitness[0] if unbatched else fitness
 
 
@@ -286,8 +259,7 @@ def _trace(target: str, spec, config, programs, tasks, keys) -> dict:
         jax.ShapeDtypeStruct((P, T), jnp.uint8),
         jax.ShapeDtypeStruct((P, T), jnp.int32),
     ]
-    call = jax.ffi.ffi_call(target, shapes, vmap_method="sequential")
-    score, *rest = call(*args, **attrs)
+    score, *rest = _kernel_call(target, shapes, args, attrs)
     fitness, epoch_fitness = _fitness(score, tasks.eval_type == "accuracy", d["Nv"])
     rest[4] = rest[4].astype(bool)
     result = dict(zip(TRACE_FIELDS, [fitness, epoch_fitness, *rest], strict=True))
@@ -297,8 +269,7 @@ def _trace(target: str, spec, config, programs, tasks, keys) -> dict:
 
 
 def _require() -> None:
-    if not available():
-        raise RuntimeError(f"evojax_zero native backend unavailable: {why_unavailable()}")
+    LIBRARY.require("native")
 
 
 def evaluate(spec, config, programs, tasks, keys):

@@ -1,30 +1,33 @@
-// XLA FFI (custom call) entry points of the evojax_zero native CPU backend.
+// The native CPU backend: interpreter.h's groups run by the threads of thread_pool.h, exported
+// as XLA FFI handlers through ffi_binding.h (the CUDA backend shares that binding).
 //
-// Two handlers share one implementation:
-//   evojax_zero_fitness : -> epoch_score [P, T, E'] (see interpreter.h)
-//   evojax_zero_trace   : -> epoch_score [P,T,E'], train_error [P,T,n],
-//                          train_prediction [P,T,n], valid_error [P,T,Nv'],
-//                          valid_prediction [P,T,Nv'], stopped uint8 [P,T],
-//                          train_steps int32 [P,T]
-// Operands (in order): for setup, predict, learn: op int32[P,L], addr int32[P,L,3],
-// data float[P,L,4], size int32[P]; then train_x [T,N,F], train_y [T,N], valid_x [T,Nv,F],
-// valid_y [T,Nv], epoch_order int32[T,E,N], keys uint32[P,T,K].
-// All float operands and results share one dtype (f32 or f64): that is the compute dtype.
+// Work split: the tasks of one program form groups of up to kMaxLanes lanes run in lockstep
+// (sizes balanced: 10 tasks make one group of 10, 20 tasks two of 10); a work item is one
+// (program, group). Threads: $EVOJAX_ZERO_NUM_THREADS, else the CPUs this process may run on,
+// capped so that each thread gets at least kMinEvalsPerThread (program, task) evaluations.
+// Every pair writes only its own outputs, so results do not depend on threads or groups.
 #include <cstdlib>
-#include <string>
+#include <vector>
 
 #ifdef __linux__
 #include <sched.h>
 #endif
 
-#include "ffi_problem.h"
 #include "interpreter.h"
+#include "thread_pool.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 
 namespace evojax_zero {
 namespace {
+
+constexpr int kMaxLanes = 16;
+// A group's memory (all lanes) should stay within about half of a core's L2.
+constexpr int64_t kGroupMemoryBytes = 256 * 1024;
+// Fewer evaluations than this per thread are run by fewer threads: waking a worker costs
+// about as much as a few evaluations.
+constexpr int64_t kMinEvalsPerThread = 64;
 
 int64_t DefaultThreads() {
   if (const char* env = std::getenv("EVOJAX_ZERO_NUM_THREADS")) {
@@ -42,114 +45,75 @@ int64_t DefaultThreads() {
   return n >= 1 ? static_cast<int64_t>(n) : 1;
 }
 
-// Run the interpreter on the operands after ffi_problem.h has checked them.
-template <typename T>
-ffi::Error Run(ffi::DataType dt, const ffi::AnyBuffer* prog, const ffi::AnyBuffer& train_x,
-               const ffi::AnyBuffer& train_y, const ffi::AnyBuffer& valid_x,
-               const ffi::AnyBuffer& valid_y, const ffi::AnyBuffer& epoch_order,
-               const ffi::AnyBuffer& keys, int64_t S, int64_t V, int64_t M, int64_t num_train,
-               int64_t num_valid, double max_abs_error, int64_t accuracy,
-               ffi::Result<ffi::AnyBuffer>* outs, int num_outs) {
-  Problem<T> pb{};
-  ffi::Error checked = ffi_problem::BuildProblem(pb, dt, prog, train_x, train_y, valid_x, valid_y,
-                                                 epoch_order, keys, S, V, M, num_train, num_valid,
-                                                 max_abs_error, accuracy, outs, num_outs);
-  if (checked.failure()) return checked;
-  pb.num_threads = DefaultThreads();
-  if (!EvaluateDispatch<T>(pb)) {
-    return ffi::Error::InvalidArgument("feature size must be one of 2, 4, 8, 16, 32");
+// One thread's buffers, kept between calls (grown as needed).
+template <typename T> struct Workspace {
+  std::vector<T> mem, saved;
+  std::vector<Instr<T>> code[3];
+};
+
+template <typename T> Workspace<T>& LocalWorkspace() {
+  thread_local Workspace<T> ws;
+  return ws;
+}
+
+// Decode program p's three functions into ws and point `code` at them.
+template <typename T> void DecodeProgram(const Problem<T>& pb, int64_t p, Workspace<T>& ws,
+                                         Code<T>& code) {
+  for (int f = 0; f < 3; ++f) {
+    const FunctionArgs<T>& fa = pb.fn[f];
+    const int64_t L = fa.max_len;
+    if (static_cast<int64_t>(ws.code[f].size()) < L + 1) ws.code[f].resize(L + 1);
+    code.len[f] = Decode<T>(pb.layout, fa.op + p * L, fa.addr + p * L * 3, fa.data + p * L * 4,
+                            fa.size[p], static_cast<int32_t>(L), ws.code[f].data());
+    code.fn[f] = ws.code[f].data();
   }
+}
+
+struct Device {};
+
+template <int F, typename T> ffi::Error Launch(const Problem<T>& pb, const Device&) {
+  const int64_t total = pb.P * pb.T_;
+  if (total <= 0) return ffi::Error::Success();
+  const int64_t mem_size = static_cast<int64_t>(pb.layout.total()) + 8;
+  int64_t cap = kMaxLanes;
+  while (cap > 1 && mem_size * static_cast<int64_t>(sizeof(T)) * cap > kGroupMemoryBytes) cap /= 2;
+  const int64_t per_program = (pb.T_ + cap - 1) / cap;  // groups per program
+  const int64_t items = pb.P * per_program;
+  const int64_t threads =
+      std::max<int64_t>(1, std::min(DefaultThreads(), total / kMinEvalsPerThread));
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(16, items / (threads * 8)));
+  ThreadPool::Shared().ParallelFor(threads, items, chunk, [&](int64_t item) {
+    const int64_t p = item / per_program;
+    const int64_t g = item % per_program;
+    const int64_t t0 = g * pb.T_ / per_program;
+    const int nl = static_cast<int>((g + 1) * pb.T_ / per_program - t0);
+    Workspace<T>& ws = LocalWorkspace<T>();
+    if (static_cast<int64_t>(ws.mem.size()) < mem_size * nl) ws.mem.resize(mem_size * nl);
+    if (nl > 1 && static_cast<int64_t>(ws.saved.size()) < mem_size * nl) {
+      ws.saved.resize(mem_size * nl);
+    }
+    Code<T> code;
+    DecodeProgram(pb, p, ws, code);
+    const GroupMemory<T> g_mem{ws.mem.data(), nl, mem_size, ws.saved.data()};
+    if (nl == 1) {
+      RunGroup<F, 1, T>(pb, p, t0, 1, code, g_mem, &Ziggurat());
+    } else {
+      RunGroup<F, kMaxLanes, T>(pb, p, t0, nl, code, g_mem, &Ziggurat());
+    }
+  });
   return ffi::Error::Success();
 }
-
-ffi::Error Dispatch(const ffi::AnyBuffer* prog, const ffi::AnyBuffer& train_x,
-                    const ffi::AnyBuffer& train_y, const ffi::AnyBuffer& valid_x,
-                    const ffi::AnyBuffer& valid_y, const ffi::AnyBuffer& epoch_order,
-                    const ffi::AnyBuffer& keys, int64_t S, int64_t V, int64_t M, int64_t num_train,
-                    int64_t num_valid, double max_abs_error, int64_t accuracy,
-                    ffi::Result<ffi::AnyBuffer>* outs, int num_outs) {
-  const ffi::DataType dt = train_x.element_type();
-  return ffi_problem::ForFloatType(dt, "evojax_zero native: ", [&](auto tag) {
-    return Run<decltype(tag)>(dt, prog, train_x, train_y, valid_x, valid_y, epoch_order, keys, S, V,
-                              M, num_train, num_valid, max_abs_error, accuracy, outs, num_outs);
-  });
-}
-
-ffi::Error FitnessImpl(ffi::AnyBuffer s_op, ffi::AnyBuffer s_addr, ffi::AnyBuffer s_data,
-                       ffi::AnyBuffer s_size, ffi::AnyBuffer p_op, ffi::AnyBuffer p_addr,
-                       ffi::AnyBuffer p_data, ffi::AnyBuffer p_size, ffi::AnyBuffer l_op,
-                       ffi::AnyBuffer l_addr, ffi::AnyBuffer l_data, ffi::AnyBuffer l_size,
-                       ffi::AnyBuffer train_x, ffi::AnyBuffer train_y, ffi::AnyBuffer valid_x,
-                       ffi::AnyBuffer valid_y, ffi::AnyBuffer epoch_order, ffi::AnyBuffer keys,
-                       int64_t S, int64_t V, int64_t M, int64_t num_train, int64_t num_valid,
-                       double max_abs_error, int64_t accuracy,
-                       ffi::Result<ffi::AnyBuffer> epoch_score) {
-  const ffi::AnyBuffer prog[12] = {s_op, s_addr, s_data, s_size, p_op, p_addr,
-                                   p_data, p_size, l_op, l_addr, l_data, l_size};
-  return Dispatch(prog, train_x, train_y, valid_x, valid_y, epoch_order, keys, S, V, M,
-                  num_train, num_valid, max_abs_error, accuracy, &epoch_score, 1);
-}
-
-ffi::Error TraceImpl(ffi::AnyBuffer s_op, ffi::AnyBuffer s_addr, ffi::AnyBuffer s_data,
-                     ffi::AnyBuffer s_size, ffi::AnyBuffer p_op, ffi::AnyBuffer p_addr,
-                     ffi::AnyBuffer p_data, ffi::AnyBuffer p_size, ffi::AnyBuffer l_op,
-                     ffi::AnyBuffer l_addr, ffi::AnyBuffer l_data, ffi::AnyBuffer l_size,
-                     ffi::AnyBuffer train_x, ffi::AnyBuffer train_y, ffi::AnyBuffer valid_x,
-                     ffi::AnyBuffer valid_y, ffi::AnyBuffer epoch_order, ffi::AnyBuffer keys,
-                     int64_t S, int64_t V, int64_t M, int64_t num_train, int64_t num_valid,
-                     double max_abs_error, int64_t accuracy,
-                     ffi::Result<ffi::AnyBuffer> epoch_score,
-                     ffi::Result<ffi::AnyBuffer> train_error,
-                     ffi::Result<ffi::AnyBuffer> train_prediction,
-                     ffi::Result<ffi::AnyBuffer> valid_error,
-                     ffi::Result<ffi::AnyBuffer> valid_prediction,
-                     ffi::Result<ffi::AnyBuffer> stopped,
-                     ffi::Result<ffi::AnyBuffer> train_steps) {
-  const ffi::AnyBuffer prog[12] = {s_op, s_addr, s_data, s_size, p_op, p_addr,
-                                   p_data, p_size, l_op, l_addr, l_data, l_size};
-  ffi::Result<ffi::AnyBuffer> outs[7] = {epoch_score, train_error, train_prediction,
-                                         valid_error, valid_prediction, stopped, train_steps};
-  return Dispatch(prog, train_x, train_y, valid_x, valid_y, epoch_order, keys, S, V, M,
-                  num_train, num_valid, max_abs_error, accuracy, outs, 7);
-}
-
-#define EVOJAX_BIND_ARGS                                                                \
-  ffi::Ffi::Bind()                                                                      \
-      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
-      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
-      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
-      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
-      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
-      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
-      .Attr<int64_t>("num_scalars").Attr<int64_t>("num_vectors")                        \
-      .Attr<int64_t>("num_matrices").Attr<int64_t>("num_train")                         \
-      .Attr<int64_t>("num_valid").Attr<double>("max_abs_error")                         \
-      .Attr<int64_t>("accuracy")
 
 }  // namespace
 }  // namespace evojax_zero
 
-#define EVOJAX_EXPORT extern "C" __attribute__((visibility("default")))
+#define EVOJAX_ZERO_DEVICE_PARAMS
+#define EVOJAX_ZERO_DEVICE_MAKE const Device dev{};
+#define EVOJAX_ZERO_DEVICE_BIND
 
-EVOJAX_EXPORT XLA_FFI_Error* EvojaxZeroFitness(XLA_FFI_CallFrame* call_frame);
-EVOJAX_EXPORT XLA_FFI_Error* EvojaxZeroTrace(XLA_FFI_CallFrame* call_frame);
+#include "ffi_binding.h"
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(EvojaxZeroFitness, evojax_zero::FitnessImpl,
-                              EVOJAX_BIND_ARGS.Ret<ffi::AnyBuffer>());
+EVOJAX_ZERO_DEFINE_HANDLERS()
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(EvojaxZeroTrace, evojax_zero::TraceImpl,
-                              EVOJAX_BIND_ARGS.Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>());
-
-#ifndef EVOJAX_ZERO_BUILD_ID
-#define EVOJAX_ZERO_BUILD_ID "unknown"
-#endif
-
-// Build stamp (hash of the sources and flags, and the jaxlib version whose FFI headers were
-// used), checked by the Python loader to reject stale libraries.
-EVOJAX_EXPORT const char* evojax_zero_native_build_id() { return EVOJAX_ZERO_BUILD_ID; }
+// Empty: the CPU backend runs wherever it loads (the CUDA library reports what is missing).
+EVOJAX_ZERO_EXPORT const char* evojax_zero_probe() { return ""; }

@@ -1,15 +1,6 @@
-// XLA FFI (custom call) entry points of the evojax_zero CUDA backend.
-//
-// The same operands, attributes and results as the CPU handlers in interpreter.cc:
-//   evojax_zero_cuda_fitness : -> epoch_score [P, T, E'] (see interpreter.h)
-//   evojax_zero_cuda_trace   : -> epoch_score [P,T,E'], train_error [P,T,n],
-//                               train_prediction [P,T,n], valid_error [P,T,Nv'],
-//                               valid_prediction [P,T,Nv'], stopped uint8 [P,T],
-//                               train_steps int32 [P,T]
-// Operands (in order): for setup, predict, learn: op int32[P,L], addr int32[P,L,3],
-// data float[P,L,4], size int32[P]; then train_x [T,N,F], train_y [T,N], valid_x [T,Nv,F],
-// valid_y [T,Nv], epoch_order int32[T,E,N], keys uint32[P,T,K]. All float operands and
-// results share one dtype (f32 or f64): that is the compute dtype.
+// The evojax_zero CUDA backend: interpreter.h's runs on the GPU, exported through the FFI
+// binding it shares with the CPU backend (ffi_binding.h: same operands, attributes, results
+// and handler names, EvojaxZeroFitness / EvojaxZeroTrace, in this library).
 //
 // Execution, all on the XLA stream of the call (no host synchronisation):
 //   1. one scratch allocation from XLA's allocator holds the ziggurat tables (the host's bytes,
@@ -17,8 +8,8 @@
 //      memory blocks;
 //   2. DecodeKernel: one thread per (program, function) decodes it once (as the CPU backend
 //      does per pair);
-//   3. PairKernel: one thread per (program, task) pair runs interpreter.h's RunPair, the very
-//      code of the CPU backend: its own program through a `switch` per instruction (no
+//   3. PairKernel: one thread per (program, task) pair runs interpreter.h's RunGroup with a
+//      group of one lane, the very code of the CPU backend: its own program through a `switch` per instruction (no
 //      compute-all-ops select), its own memory block, the counter-based splitmix64 stream of
 //      the pair's key. Pairs are p-major, so a warp mostly runs one program on several tasks.
 //      The memory blocks are interleaved (element k of thread j at mem[k * n + j]) so that a
@@ -51,7 +42,6 @@
 #error "compile with nvcc, or with -DEVOJAX_ZERO_CUDA_EMULATE for the host emulation"
 #endif
 
-#include "ffi_problem.h"
 #include "interpreter.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -88,7 +78,7 @@ EVOJAX_ZERO_HD void PairThread(const Problem<T>& pb, int64_t j, int64_t n, const
                                const int32_t* lens, int64_t L, T* mem, int64_t mem_size,
                                const ZigguratTables* zig) {
   const int64_t total = pb.P * pb.T_;
-  const StridedMem<T> block{mem + j, n};
+  const GroupMemory<T> block{mem + j, n, mem_size, nullptr};
   for (int64_t i = j; i < total; i += n) {
     const int64_t p = i / pb.T_;
     const int64_t t = i - p * pb.T_;
@@ -97,7 +87,7 @@ EVOJAX_ZERO_HD void PairThread(const Problem<T>& pb, int64_t j, int64_t n, const
       c.fn[f] = code + (p * 3 + f) * L;
       c.len[f] = lens[p * 3 + f];
     }
-    RunPair<F, T, StridedMem<T>>(pb, p, t, c, block, mem_size, zig);
+    RunGroup<F, 1, T>(pb, p, t, 1, c, block, zig);
   }
 }
 
@@ -226,152 +216,31 @@ template <int F, typename T> ffi::Error Launch(const Problem<T>& pb, const Devic
 }
 #endif
 
-template <typename T> ffi::Error LaunchDispatch(const Problem<T>& pb, const Device& dev) {
-  switch (pb.layout.F) {
-    case 2: return Launch<2, T>(pb, dev);
-    case 4: return Launch<4, T>(pb, dev);
-    case 8: return Launch<8, T>(pb, dev);
-    case 16: return Launch<16, T>(pb, dev);
-    case 32: return Launch<32, T>(pb, dev);
-    default: return ffi::Error::InvalidArgument("feature size must be one of 2, 4, 8, 16, 32");
-  }
-}
-
-// ------------------------------------------------------------------------------------------
-// FFI entry: operands are checked by ffi_problem.h, as for the CPU backend (only shapes and
-// dtypes are read on the host; the buffers are device memory).
-// ------------------------------------------------------------------------------------------
-
-// Run the interpreter on the operands after ffi_problem.h has checked them.
-template <typename T>
-ffi::Error Run(const Device& dev, ffi::DataType dt, const ffi::AnyBuffer* prog,
-               const ffi::AnyBuffer& train_x, const ffi::AnyBuffer& train_y,
-               const ffi::AnyBuffer& valid_x, const ffi::AnyBuffer& valid_y,
-               const ffi::AnyBuffer& epoch_order, const ffi::AnyBuffer& keys, int64_t S, int64_t V,
-               int64_t M, int64_t num_train, int64_t num_valid, double max_abs_error,
-               int64_t accuracy, ffi::Result<ffi::AnyBuffer>* outs, int num_outs) {
-  Problem<T> pb{};
-  ffi::Error checked = ffi_problem::BuildProblem(pb, dt, prog, train_x, train_y, valid_x, valid_y,
-                                                 epoch_order, keys, S, V, M, num_train, num_valid,
-                                                 max_abs_error, accuracy, outs, num_outs);
-  if (checked.failure()) return checked;
-  pb.num_threads = 1;  // unused here (the CPU backend's worker count)
-  return LaunchDispatch<T>(pb, dev);
-}
-
-ffi::Error Dispatch(const Device& dev, const ffi::AnyBuffer* prog, const ffi::AnyBuffer& train_x,
-                    const ffi::AnyBuffer& train_y, const ffi::AnyBuffer& valid_x,
-                    const ffi::AnyBuffer& valid_y, const ffi::AnyBuffer& epoch_order,
-                    const ffi::AnyBuffer& keys, int64_t S, int64_t V, int64_t M, int64_t num_train,
-                    int64_t num_valid, double max_abs_error, int64_t accuracy,
-                    ffi::Result<ffi::AnyBuffer>* outs, int num_outs) {
-  const ffi::DataType dt = train_x.element_type();
-  return ffi_problem::ForFloatType(dt, "evojax_zero cuda: ", [&](auto tag) {
-    return Run<decltype(tag)>(dev, dt, prog, train_x, train_y, valid_x, valid_y, epoch_order, keys,
-                              S, V, M, num_train, num_valid, max_abs_error, accuracy, outs,
-                              num_outs);
-  });
-}
+}  // namespace
+}  // namespace evojax_zero
 
 // The device context the handlers receive: the XLA stream and scratch allocator on CUDA,
 // nothing in the emulation.
 #if defined(__CUDACC__)
-#define EVOJAX_DEVICE_PARAMS cudaStream_t stream, ffi::ScratchAllocator scratch,
-#define EVOJAX_DEVICE_MAKE const Device dev{stream, &scratch};
-#define EVOJAX_BIND_DEVICE \
+#define EVOJAX_ZERO_DEVICE_PARAMS cudaStream_t stream, ffi::ScratchAllocator scratch,
+#define EVOJAX_ZERO_DEVICE_MAKE const Device dev{stream, &scratch};
+#define EVOJAX_ZERO_DEVICE_BIND \
   .Ctx<ffi::PlatformStream<cudaStream_t>>().Ctx<ffi::ScratchAllocator>()
 #else
-#define EVOJAX_DEVICE_PARAMS
-#define EVOJAX_DEVICE_MAKE const Device dev{};
-#define EVOJAX_BIND_DEVICE
+#define EVOJAX_ZERO_DEVICE_PARAMS
+#define EVOJAX_ZERO_DEVICE_MAKE const Device dev{};
+#define EVOJAX_ZERO_DEVICE_BIND
 #endif
 
-ffi::Error FitnessImpl(EVOJAX_DEVICE_PARAMS ffi::AnyBuffer s_op, ffi::AnyBuffer s_addr,
-                       ffi::AnyBuffer s_data, ffi::AnyBuffer s_size, ffi::AnyBuffer p_op,
-                       ffi::AnyBuffer p_addr, ffi::AnyBuffer p_data, ffi::AnyBuffer p_size,
-                       ffi::AnyBuffer l_op, ffi::AnyBuffer l_addr, ffi::AnyBuffer l_data,
-                       ffi::AnyBuffer l_size, ffi::AnyBuffer train_x, ffi::AnyBuffer train_y,
-                       ffi::AnyBuffer valid_x, ffi::AnyBuffer valid_y,
-                       ffi::AnyBuffer epoch_order, ffi::AnyBuffer keys, int64_t S, int64_t V,
-                       int64_t M, int64_t num_train, int64_t num_valid, double max_abs_error,
-                       int64_t accuracy, ffi::Result<ffi::AnyBuffer> epoch_score) {
-  EVOJAX_DEVICE_MAKE
-  const ffi::AnyBuffer prog[12] = {s_op, s_addr, s_data, s_size, p_op, p_addr,
-                                   p_data, p_size, l_op, l_addr, l_data, l_size};
-  return Dispatch(dev, prog, train_x, train_y, valid_x, valid_y, epoch_order, keys, S, V, M,
-                  num_train, num_valid, max_abs_error, accuracy, &epoch_score, 1);
-}
+#include "ffi_binding.h"
 
-ffi::Error TraceImpl(EVOJAX_DEVICE_PARAMS ffi::AnyBuffer s_op, ffi::AnyBuffer s_addr,
-                     ffi::AnyBuffer s_data, ffi::AnyBuffer s_size, ffi::AnyBuffer p_op,
-                     ffi::AnyBuffer p_addr, ffi::AnyBuffer p_data, ffi::AnyBuffer p_size,
-                     ffi::AnyBuffer l_op, ffi::AnyBuffer l_addr, ffi::AnyBuffer l_data,
-                     ffi::AnyBuffer l_size, ffi::AnyBuffer train_x, ffi::AnyBuffer train_y,
-                     ffi::AnyBuffer valid_x, ffi::AnyBuffer valid_y, ffi::AnyBuffer epoch_order,
-                     ffi::AnyBuffer keys, int64_t S, int64_t V, int64_t M, int64_t num_train,
-                     int64_t num_valid, double max_abs_error, int64_t accuracy,
-                     ffi::Result<ffi::AnyBuffer> epoch_score,
-                     ffi::Result<ffi::AnyBuffer> train_error,
-                     ffi::Result<ffi::AnyBuffer> train_prediction,
-                     ffi::Result<ffi::AnyBuffer> valid_error,
-                     ffi::Result<ffi::AnyBuffer> valid_prediction,
-                     ffi::Result<ffi::AnyBuffer> stopped,
-                     ffi::Result<ffi::AnyBuffer> train_steps) {
-  EVOJAX_DEVICE_MAKE
-  const ffi::AnyBuffer prog[12] = {s_op, s_addr, s_data, s_size, p_op, p_addr,
-                                   p_data, p_size, l_op, l_addr, l_data, l_size};
-  ffi::Result<ffi::AnyBuffer> outs[7] = {epoch_score, train_error, train_prediction,
-                                         valid_error, valid_prediction, stopped, train_steps};
-  return Dispatch(dev, prog, train_x, train_y, valid_x, valid_y, epoch_order, keys, S, V, M,
-                  num_train, num_valid, max_abs_error, accuracy, outs, 7);
-}
-
-#define EVOJAX_BIND_ARGS                                                                \
-  ffi::Ffi::Bind() EVOJAX_BIND_DEVICE                                                   \
-      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
-      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
-      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
-      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
-      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
-      .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()                \
-      .Attr<int64_t>("num_scalars").Attr<int64_t>("num_vectors")                        \
-      .Attr<int64_t>("num_matrices").Attr<int64_t>("num_train")                         \
-      .Attr<int64_t>("num_valid").Attr<double>("max_abs_error")                         \
-      .Attr<int64_t>("accuracy")
-
-}  // namespace
-}  // namespace evojax_zero
-
-#define EVOJAX_EXPORT extern "C" __attribute__((visibility("default")))
-
-EVOJAX_EXPORT XLA_FFI_Error* EvojaxZeroCudaFitness(XLA_FFI_CallFrame* call_frame);
-EVOJAX_EXPORT XLA_FFI_Error* EvojaxZeroCudaTrace(XLA_FFI_CallFrame* call_frame);
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(EvojaxZeroCudaFitness, evojax_zero::FitnessImpl,
-                              EVOJAX_BIND_ARGS.Ret<ffi::AnyBuffer>());
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(EvojaxZeroCudaTrace, evojax_zero::TraceImpl,
-                              EVOJAX_BIND_ARGS.Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>());
-
-#ifndef EVOJAX_ZERO_BUILD_ID
-#define EVOJAX_ZERO_BUILD_ID "unknown"
-#endif
-
-// Build stamp (hash of the sources, flags and nvcc version, and the jaxlib version whose FFI
-// headers were used), checked by the Python loader to reject stale libraries.
-EVOJAX_EXPORT const char* evojax_zero_cuda_build_id() { return EVOJAX_ZERO_BUILD_ID; }
+EVOJAX_ZERO_DEFINE_HANDLERS()
 
 // Empty when this process can run the kernels: the CUDA runtime finds a device and the
 // library holds code for it (SASS for its architecture, or PTX the driver can compile).
 // Otherwise a description of what is missing (no driver, driver too old for this build's
 // runtime, no kernel image for the GPU).
-EVOJAX_EXPORT const char* evojax_zero_cuda_probe() {
+EVOJAX_ZERO_EXPORT const char* evojax_zero_probe() {
 #if defined(__CUDACC__)
   static std::string message;
   int count = 0;
