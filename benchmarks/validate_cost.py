@@ -32,7 +32,9 @@ def main(backends):
                                      cfg.sizes_init, jax.random.key(0), cfg.mutation)
     tasks = T.linear_regression(10, 4, 100, 100)
     key = jax.random.key(0)
-    wv, cv = _per_call(lambda: P.validate(spec, pop), 20)
+    wc, cc = _per_call(lambda: P.validate(spec, pop), 1)  # compiles the jitted reduction
+    print(f"validate, first call (compile): {wc:.0f} ms wall, {cc:.0f} ms CPU")
+    wv, cv = _per_call(lambda: P.validate(spec, pop), 50)
     print(f"validate P={pop.batch_shape[0]}: {wv:.2f} ms wall, {cv:.2f} ms CPU")
     for be in backends:
         ev = Evaluator(spec, backend=be)

@@ -180,9 +180,12 @@ def _reference_first_error(spec, pop):
     return None
 
 
-def test_vectorised_validate_matches_a_per_instruction_loop():
+@pytest.mark.parametrize("jit_from", [10**9, 0], ids=["numpy", "jitted"])
+def test_vectorised_validate_matches_a_per_instruction_loop(jit_from, monkeypatch):
     """200 random single corruptions of a valid population: validate raises exactly when the
-    plain loop finds an error, and names the same program, function and instruction."""
+    plain loop finds an error, and names the same program, function and instruction (on the
+    NumPy path and with the jitted reduction in front)."""
+    monkeypatch.setattr(P.programs, "JIT_CHECK_MIN_PROGRAMS", jit_from)
     rng = np.random.default_rng(0)
     spec = SPEC.replace(setup_ops=(0, 1, 27, 56, 57, 58), predict_ops=(0, 23, 31),
                         learn_ops=(0, 2, 18, 41))

@@ -270,7 +270,7 @@ def empty(spec: ProgramSpec, batch_shape: tuple[int, ...] = (), sizes=None) -> P
     return Program(**fns)
 
 
-_INT_MIN, _INT_MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+_INT_MIN, _INT_MAX = np.iinfo(np.int32).min, np.iinfo(np.int32).max
 
 
 @functools.lru_cache(maxsize=64)
@@ -279,8 +279,8 @@ def _op_tables(spec: ProgramSpec, fn: str):
     (unused slots unbounded) and which data columns are index fractions in [0, 1)."""
     allowed = np.zeros(NUM_OPS, bool)
     allowed[[int(o) for o in spec.ops(fn)]] = True
-    lo = np.full((NUM_OPS, 3), _INT_MIN, np.int64)
-    hi = np.full((NUM_OPS, 3), _INT_MAX, np.int64)
+    lo = np.full((NUM_OPS, 3), _INT_MIN, np.int32)
+    hi = np.full((NUM_OPS, 3), _INT_MAX, np.int32)
     frac = np.zeros((NUM_OPS, 4), bool)
     for s in OP_SPECS:
         for slot, kind in enumerate((s.in1, s.in2, s.out)):
@@ -290,6 +290,43 @@ def _op_tables(spec: ProgramSpec, fn: str):
     frac[Op.VECTOR_CONST_SET, 1] = True
     frac[Op.MATRIX_CONST_SET, 1:3] = True
     return allowed, lo, hi, frac
+
+
+def _bad_mask(xp, spec: ProgramSpec, fn: str, f) -> tuple:
+    """Per program: bad size; per instruction: bad instruction, bad padding. ``xp`` is
+    NumPy (for the messages) or jax.numpy (for the one jitted reduction)."""
+    L = spec.max_size(fn)
+    allowed, lo, hi, frac = (xp.asarray(t) for t in _op_tables(spec, fn))
+    ops, addr, size = f.op.reshape(-1, L), f.addr.reshape(-1, L, 3), f.size.reshape(-1)
+    d32 = f.data.reshape(-1, L, 4).astype(np.float32)
+    bad_size = (size < 0) | (size > L)
+    active = xp.arange(L)[None, :] < size[:, None]
+    known = (ops >= 0) & (ops < NUM_OPS)
+    safe = xp.where(known, ops, 0)
+    bad_addr = ((addr < lo[safe]) | (addr > hi[safe])).any(-1)
+    bad_frac = (frac[safe] & ~((d32 >= 0) & (d32 < 1))).any(-1)
+    bad_pad = ~active & (ops != 0)
+    bad = (active & (~known | ~allowed[safe] | bad_addr | bad_frac)) | bad_pad
+    return bad_size, bad, bad_pad
+
+
+# From this many programs on, ``validate`` first runs one jitted reduction (cheaper per call
+# than the host copy and NumPy masks, but compiled once per spec and population shape).
+JIT_CHECK_MIN_PROGRAMS = 128
+
+
+@functools.lru_cache(maxsize=16)
+def _any_invalid(spec: ProgramSpec):
+    """One jitted reduction over the population: is any program invalid? (compiled once per
+    spec and population shape)."""
+    def any_bad(program):
+        flags = []
+        for fn in FUNCTION_NAMES:
+            bad_size, bad, _ = _bad_mask(jnp, spec, fn, program.function(fn))
+            flags += [bad_size.any(), bad.any()]
+        return jnp.stack(flags).any()
+
+    return jax.jit(any_bad)
 
 
 def check_structure(spec: ProgramSpec, program) -> tuple[int, ...]:
@@ -334,35 +371,29 @@ def validate(spec: ProgramSpec, program: Program) -> None:
     wrong types/shapes for ``spec``, size outside [0, L], ops unknown or not allowed in the
     function, non-NO_OP padding, addresses out of range, index fractions outside [0, 1).
 
-    Vectorised NumPy over the whole population (one device-to-host copy); the message names
-    the first bad program, function and instruction."""
+    Vectorised: populations of at least ``JIT_CHECK_MIN_PROGRAMS`` go through one jitted
+    reduction (compiled once per spec and shape; the arrays are copied to the host only if
+    it finds a bad program), smaller ones through the same masks in NumPy (no compile). The
+    message names the first bad program, function and instruction."""
     batch = check_structure(spec, program)
-    progs = jax.device_get(program)
+    num = int(np.prod(batch))
+    if num >= JIT_CHECK_MIN_PROGRAMS and not bool(_any_invalid(spec)(program)):
+        return  # large populations: no host copy unless something is wrong
+    progs = jax.tree.map(np.asarray, jax.device_get(program))
     for fn in FUNCTION_NAMES:
         f = progs.function(fn)
         L = spec.max_size(fn)
-        ops = np.asarray(f.op).reshape(-1, L).astype(np.int64)
-        addr = np.asarray(f.addr).reshape(-1, L, 3).astype(np.int64)
-        data = np.asarray(f.data).reshape(-1, L, 4)
-        size = np.asarray(f.size).reshape(-1).astype(np.int64)
+        ops, addr, data = f.op.reshape(-1, L), f.addr.reshape(-1, L, 3), f.data.reshape(-1, L, 4)
+        size = f.size.reshape(-1)
+        bad_size, bad, bad_pad = _bad_mask(np, spec, fn, f)
 
         def where(b):
             return f"program {b} " if batch else ""
 
-        bad_size = (size < 0) | (size > L)
         if bad_size.any():
             b = int(np.argmax(bad_size))
             raise ValueError(f"{where(b)}{fn}: size {size[b]} not in [0, {L}] "
                              f"(max_{fn}_size); {int(bad_size.sum())} program(s) affected")
-        active = np.arange(L)[None, :] < size[:, None]
-        known = (ops >= 0) & (ops < NUM_OPS)
-        bad_pad = ~active & (ops != 0)
-        allowed, lo, hi, frac = _op_tables(spec, fn)
-        safe = np.where(known, ops, 0)
-        bad_addr = ((addr < lo[safe]) | (addr > hi[safe])).any(-1)
-        f32 = data.astype(np.float32)
-        bad_frac = (frac[safe] & ~((f32 >= 0) & (f32 < 1))).any(-1)
-        bad = (active & (~known | ~allowed[safe] | bad_addr | bad_frac)) | bad_pad
         if bad.any():
             b, i = (int(v) for v in np.argwhere(bad)[0])
             more = int(bad.sum()) - 1
