@@ -35,13 +35,13 @@ import argparse
 import os
 import sys
 
-_pre = argparse.ArgumentParser(add_help=False)
-_pre.add_argument("--threads", type=int, default=1)
-_THREADS = _pre.parse_known_args()[0].threads
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-if _THREADS == 1:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen"
-                               "=false intra_op_parallelism_threads=1").strip()
+if __name__ == "__main__":  # thread settings must precede JAX's start (not on import)
+    _pre = argparse.ArgumentParser(add_help=False)
+    _pre.add_argument("--threads", type=int, default=1)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if _pre.parse_known_args()[0].threads == 1:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread"
+                                   "_eigen=false intra_op_parallelism_threads=1").strip()
 
 import datetime  # noqa: E402
 import json  # noqa: E402
