@@ -18,9 +18,9 @@ import pytest
 from evojax_zero import native
 from evojax_zero.evaluate.evaluator import Evaluator
 from evojax_zero.experiment import overrides, presets
-from evojax_zero.experiment.config import check_run
+from evojax_zero.experiment.config import ExperimentConfig, TaskSpec, check_run
 from evojax_zero.experiment.overrides import ConfigError
-from evojax_zero.experiment.runner import run
+from evojax_zero.experiment.runner import evaluate, run
 from evojax_zero.program import programs as P
 from evojax_zero.program import tasks as T
 
@@ -258,6 +258,17 @@ DATA_ROWS = [
     ("data-seed-negative", lambda d: T.from_arrays(X, Y, X, Y, data_seed=-1), ValueError,
      ["data_seed", ">= 0"]),
     ("linear-no-tasks", lambda d: T.linear_regression(0), ValueError, ["num_tasks", ">= 1"]),
+    ("taskspec-no-tasks", lambda d: TaskSpec("linear", num_tasks=0), ValueError,
+     ["TaskSpec.num_tasks", ">= 1"]),
+    ("taskspec-feature-size", lambda d: TaskSpec("linear", feature_size=3), ValueError,
+     ["TaskSpec.feature_size", "(2, 4, 8, 16, 32)"]),
+    ("taskspec-seeds", lambda d: TaskSpec("linear", param_seeds=(1.5,)), ValueError,
+     ["TaskSpec.param_seeds", "ints"]),
+    ("experiment-config-nan", lambda d: ExperimentConfig(
+        "x", _SMALL.search, _SMALL.search_tasks, _SMALL.select_tasks, _SMALL.final_tasks,
+        sufficient_fitness=float("nan")), ValueError, ["sufficient_fitness", "finite"]),
+    ("evaluate-int-key", lambda d: evaluate(SPEC, GOOD, TASKS, key=0, backend="xla"),
+     ValueError, ["key", "jax.random.key"]),
 ]
 
 PROGRAM_ROWS = [
