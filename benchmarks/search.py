@@ -53,7 +53,9 @@ def time_to_solution(seeds, population_size, batch_size, max_experiments, fec=Tr
 
 
 def checkpoint_cost(seeds, population_size, batch_size, max_experiments, every, seconds):
-    """The demo run without and with a checkpoint directory (same seed: same work)."""
+    """The demo run without and with a checkpoint directory (same seed: same work),
+    alternated twice after a compiling warm-up."""
+    import dataclasses
     import tempfile
 
     from evojax_zero import experiment
@@ -61,7 +63,10 @@ def checkpoint_cost(seeds, population_size, batch_size, max_experiments, every, 
     for seed in seeds:
         cfg = experiment.preset("demo", population_size=population_size, batch_size=batch_size,
                                 max_experiments=max_experiments)
-        for ckpt in (False, True):
+        # compile first (same search config: the runs below reuse the kernels)
+        experiment.run(dataclasses.replace(cfg, max_train_steps=1), seed, progress=False,
+                       log=lambda s: None)
+        for ckpt in (False, True, False, True):
             with tempfile.TemporaryDirectory() as d:
                 t0, c0 = time.time(), time.process_time()
                 res = experiment.run(cfg, seed, progress=False, log=lambda s: None,
