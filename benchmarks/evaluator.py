@@ -1,10 +1,13 @@
 """Evaluator throughput: (program, task) evaluations per second per configuration.
 
 Prints one JSON line per (configuration, backend) with config, backend, device,
-population, evals_per_s, instr_per_s, compile_s and the ratio to the C++ reference's
-measured per-core rate (contract section 6): demo 134k (program, task) evaluations per
-CPU-second; linear 22.6k algorithms x 10 tasks = 226k; nonlinear 11.5k (1 task); the
-full 65-op configurations are compared with the demo's 134k, as the issues ask.
+population, wall and CPU seconds of the best call (CPU: ``time.process_time()``, all threads of
+this process), evals_per_s, evals_per_cpu_s, instr_per_s, compile_s, the 1-minute load and the
+ratio per CPU-second to the C++ reference's rate (``../shared/AUTOML_ZERO_REFERENCE.md``
+section 6, 2026-12-01): demo 209k (program, task) evaluations per CPU-second; linear 29.9M
+train steps = 299k evaluations of 100 steps; nonlinear 11.5k (1 task); the full 65-op
+configurations are compared with the demo's 209k. Compare per CPU-second with the process
+pinned to one core (``taskset -c 0``), as the reference is single-threaded.
 
     python benchmarks/evaluator.py                 # all configs, all available backends
     python benchmarks/evaluator.py --configs demo --population 4096 --backends xla
@@ -28,8 +31,8 @@ from evojax_zero.program import tasks as T  # noqa: E402
 from evojax_zero.search.mutation import MutationConfig, random_program  # noqa: E402
 
 # (program, task) evaluations per CPU-second of the C++ reference (contract section 6).
-REFERENCE_EVALS_PER_CPU_S = {"demo": 134_000, "linear": 226_000, "nonlinear": 11_500,
-                             "full65_f4": 134_000, "full65_f16": 134_000}
+REFERENCE_EVALS_PER_CPU_S = {"demo": 209_000, "linear": 299_000, "nonlinear": 11_500,
+                             "full65_f4": 209_000, "full65_f16": 209_000}
 DEMO_OPS = (56, 27, 2, 3, 18, 23)
 ALL_OPS = tuple(range(1, 65))
 
@@ -75,10 +78,10 @@ def measure(name: str, backend: str, population: int, repeats: int) -> dict:
     compile_s = time.perf_counter() - t0
     times = []
     for r in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         jax.block_until_ready(ev.per_task(progs[(r + 1) % 2], tasks, key))
-        times.append(time.perf_counter() - t0)
-    dt = min(times)
+        times.append((time.perf_counter() - t0, time.process_time() - c0))
+    dt, cpu = min(times)
     evals = population * tasks.num_tasks
     steps = tasks.num_train + tasks.num_valid
     instr_per_eval = sizes[0] + tasks.num_train * (sizes[1] + sizes[2]) + tasks.num_valid * sizes[1]
@@ -87,10 +90,13 @@ def measure(name: str, backend: str, population: int, repeats: int) -> dict:
         "config": name, "backend": ev.backend, "device": str(jax.devices()[0].device_kind),
         "platform": jax.default_backend(), "cores": os.cpu_count(), "population": population,
         "tasks": tasks.num_tasks, "examples_per_eval": steps, "seconds": round(dt, 4),
-        "evals_per_s": round(evals_per_s, 1), "instr_per_s": round(evals_per_s * instr_per_eval),
-        "compile_s": round(compile_s, 2),
+        "cpu_seconds": round(cpu, 4), "threads": os.environ.get("EVOJAX_ZERO_NUM_THREADS"),
+        "evals_per_s": round(evals_per_s, 1), "evals_per_cpu_s": round(evals / cpu, 1),
+        "instr_per_s": round(evals_per_s * instr_per_eval),
+        "instr_per_cpu_s": round(evals * instr_per_eval / cpu), "compile_s": round(compile_s, 2),
+        "load": round(os.getloadavg()[0], 2),
         "reference_evals_per_cpu_s": REFERENCE_EVALS_PER_CPU_S[name],
-        "ratio_to_reference_per_core": round(evals_per_s / REFERENCE_EVALS_PER_CPU_S[name], 4),
+        "ratio_to_reference_per_cpu_s": round(evals / cpu / REFERENCE_EVALS_PER_CPU_S[name], 4),
     }
 
 

@@ -2,8 +2,10 @@
 
 One JSON line per (configuration, backend): config, backend, threads, device, population,
 evals_per_s (wall), evals_per_cpu_s (process CPU time), instr_per_s, instr_per_cpu_s,
-compile_s, and ratios to the C++ reference's measured rate (134k (program, task)
-evaluations per CPU-second on the demo configuration, contract section 6). Instruction
+compile_s, the 1-minute load, and the ratio per CPU-second to the C++ reference's rate
+(``benchmarks/evaluator.py``'s REFERENCE_EVALS_PER_CPU_S, from
+``../shared/AUTOML_ZERO_REFERENCE.md`` section 6; pin with ``taskset -c 0`` to compare with
+the single-threaded reference). Instruction
 counts are nominal (setup + N_train * (predict + learn) + N_valid * predict per evaluation;
 early stops make the executed count smaller). For each configuration a last line compares
 the fitness of the two backends on the same programs (max |difference|, bit-equal share).
@@ -36,7 +38,7 @@ _spec = importlib.util.spec_from_file_location(
 _bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_bench)
 CONFIGS = _bench.CONFIGS  # same configurations as benchmarks/evaluator.py
-REFERENCE_EVALS_PER_CPU_S = 134_000
+REFERENCE_EVALS_PER_CPU_S = _bench.REFERENCE_EVALS_PER_CPU_S
 
 
 def random_population(spec: P.ProgramSpec, sizes, n: int, seed: int, dtype) -> P.Program:
@@ -99,9 +101,8 @@ def measure(name, backend, threads, progs, repeats, dtype, tasks, spec, sizes):
         "seconds": round(wall, 4), "cpu_seconds": round(cpu, 4),
         "evals_per_s": round(evals / wall, 1), "evals_per_cpu_s": round(evals / cpu, 1),
         "instr_per_s": round(evals * ipe / wall), "instr_per_cpu_s": round(evals * ipe / cpu),
-        "compile_s": round(compile_s, 2),
-        "ratio_to_reference_per_core": round(evals / wall / REFERENCE_EVALS_PER_CPU_S, 3),
-        "ratio_to_reference_per_cpu_s": round(evals / cpu / REFERENCE_EVALS_PER_CPU_S, 3),
+        "compile_s": round(compile_s, 2), "load": round(os.getloadavg()[0], 2),
+        "ratio_to_reference_per_cpu_s": round(evals / cpu / REFERENCE_EVALS_PER_CPU_S[name], 3),
     }
     return row, np.asarray(out)
 

@@ -57,6 +57,23 @@ def population_mesh(num_devices: int | None = None):
     return Mesh(np.array(devs), ("pop",), axis_types=(AxisType.Auto,))
 
 
+def put(tree, sharding):
+    """``jax.device_put(tree, sharding)`` that also works when ``sharding`` spans other
+    processes' devices (multi-host): every process holds the same full value and contributes
+    the shards its own devices hold. Typed PRNG keys are placed through their key data."""
+    if getattr(sharding, "is_fully_addressable", True):
+        return jax.device_put(tree, sharding)
+
+    def one(x):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            data = one(jax.random.key_data(x))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        full = np.asarray(x)
+        return jax.make_array_from_callback(full.shape, sharding, lambda index: full[index])
+
+    return jax.tree.map(one, tree)
+
+
 def to_host(x) -> np.ndarray:
     """The full value of a (possibly multi-process) array on every process."""
     if getattr(x, "is_fully_addressable", True) or getattr(x, "is_fully_replicated", False):

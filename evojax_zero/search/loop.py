@@ -39,7 +39,7 @@ from evojax_zero.program.programs import Program, ProgramSpec
 from evojax_zero.program.tasks import Tasks
 from evojax_zero.search import fec as fec_lib
 from evojax_zero.search import initial as algorithms
-from evojax_zero.search.distributed import to_host
+from evojax_zero.search.distributed import put, to_host
 from evojax_zero.search.fec import FECConfig
 from evojax_zero.search.mutation import MutationConfig, mutate
 
@@ -215,9 +215,9 @@ class Search:
             sh = NamedSharding(self.mesh, PartitionSpec(self.mesh.axis_names[0]))
             rep = NamedSharding(self.mesh, PartitionSpec())
             state = state.replace(evolution=state.evolution.replace(
-                population=jax.device_put(state.evolution.population, sh),
-                fitness=jax.device_put(state.evolution.fitness, sh)))
-            state = state.replace(key=jax.device_put(state.key, rep))
+                population=put(state.evolution.population, sh),
+                fitness=put(state.evolution.fitness, sh)))
+            state = state.replace(key=put(state.key, rep))
         return state
 
     # -- running ------------------------------------------------------------------------
