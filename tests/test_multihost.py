@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from evojax_zero.experiment import cli
 from evojax_zero.search import distributed
 
 
@@ -30,12 +31,9 @@ def test_initialize_only_when_the_environment_asks(monkeypatch):
 
 
 def test_cli_calls_maybe_initialize(monkeypatch):
-    from evojax_zero import experiment
-    from evojax_zero.experiment import cli
-
     seen = []
     monkeypatch.setattr(distributed, "maybe_initialize", lambda: seen.append(1) or False)
-    monkeypatch.setattr(experiment, "run", lambda *a, **k: (_ for _ in ()).throw(
+    monkeypatch.setattr(cli, "run", lambda *a, **k: (_ for _ in ()).throw(
         KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         cli.main(["run", "linear", "--no-progress"])
