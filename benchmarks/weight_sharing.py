@@ -1,8 +1,8 @@
 """Supernet search steps per second: nas.weight_sharing (JAX/NNX) against PyTorch.
 
     python benchmarks/weight_sharing.py [--algorithms darts1,darts2,darts2_exact,gdas,enas]
-        [--batch 64] [--resolution 16] [--channels 8] [--steps 10] [--rounds 3]
-        [--threads 1] [--dataset fashion_mnist] [--json out.json]
+        [--conv nnx,canonical] [--batch 64] [--resolution 16] [--channels 8] [--steps 10]
+        [--rounds 3] [--threads 1] [--dataset fashion_mnist] [--json out.json]
 
 Both sides search the NB-201 cell space (4 nodes, 6 edges, none / skip / conv1x1 / conv3x3 /
 avgpool3x3, one genotype shared by every cell) on the network of ``nas.benchmarks.nb201``
@@ -24,6 +24,12 @@ JAX step's compile (first call, wall and CPU seconds) and torch's first step, th
 ``--rounds`` rounds of ``--steps`` steps per side, interleaved (JAX, torch, torch, JAX, ...)
 so a change of machine load hits both. Reported: median steps per wall second and per
 CPU-second of the process (``time.process_time``: all threads), and the 1-minute load.
+
+``--conv canonical`` adds a JAX side whose edge convolutions use :func:`same_conv` (same
+numbers, gradient convolutions written in the canonical layout), and the header's
+``switch_conv_grad_cpu_ms`` times one conv gradient at top level and inside ``lax.switch``:
+XLA:CPU runs JAX's own gradient convolutions about 30x slower inside a branch, which is
+what slows the sampled-op steps (GDAS, ENAS); see BENCHMARKS.md.
 
 The JAX template is built here from ``nb201``'s modules because ``nb201.space()`` passes the
 op *classes* to the root ``NB201Net`` constructor, which a supernet cannot share: each edge
