@@ -1,4 +1,4 @@
-"""Layer 1: what a program is. Ops (the reference's 65 ids), fixed-length instruction tensors
+"""Layer 2 (above the engine): what a program is. Ops (the reference's 65 ids), fixed-length instruction tensors
 (:mod:`.programs`), tasks and their data (:mod:`.tasks`), and the fitness squash
 (:mod:`.fitness`). Imports nothing above it."""
 

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from nas.checks import check_int
 from nas.space import DNA, Space
 
 
@@ -69,5 +70,4 @@ def update_best(best: Best, dna: DNA, reward: jax.Array) -> Best:
 def check_common(name: str, space: Space, batch_size: int) -> None:
     if not isinstance(space, Space):
         raise ValueError(f"{name}.space must be a nas.Space, got {type(space).__name__}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"{name}.batch_size must be an int >= 1, got {batch_size!r}")
+    check_int(f"{name}.batch_size", batch_size, low=1)

@@ -12,6 +12,7 @@ from flax import struct
 
 from evojax_zero.engine.regularized import EvolutionEngine, EvolutionState
 from nas.algorithms.base import Best, check_common, init_best, sanitize, update_best
+from nas.checks import check_int, check_real
 from nas.space import DNA, Space
 
 
@@ -36,6 +37,14 @@ class RegularizedEvolution:
 
     def __post_init__(self):
         check_common("RegularizedEvolution", self.space, self.batch_size)
+        P = check_int("RegularizedEvolution.population_size", self.population_size, low=1)
+        T = check_int("RegularizedEvolution.tournament_size", self.tournament_size, low=1)
+        if T > P:
+            raise ValueError(f"RegularizedEvolution.tournament_size must be <= population_size "
+                             f"({P}), got {T}; lower it or grow the population")
+        if check_real("RegularizedEvolution.float_sigma", self.float_sigma) <= 0:
+            raise ValueError(f"RegularizedEvolution.float_sigma must be > 0 (a mutation step on "
+                             f"the unit scale), got {self.float_sigma!r}")
         # the engine validates population/tournament/batch sizes eagerly
         object.__setattr__(self, "engine", EvolutionEngine(
             self.population_size, self.tournament_size, self.batch_size))

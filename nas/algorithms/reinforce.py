@@ -12,6 +12,7 @@ from flax import nnx, struct
 
 from nas.algorithms.base import Best, check_common, init_best, sanitize, update_best
 from nas.arch_params import ArchDistribution
+from nas.checks import check_real
 from nas.space import DNA, Space
 
 
@@ -36,11 +37,13 @@ class Reinforce:
 
     def __post_init__(self):
         check_common("Reinforce", self.space, self.batch_size)
-        if not self.learning_rate > 0:
+        if not check_real("Reinforce.learning_rate", self.learning_rate) > 0:
             raise ValueError(f"Reinforce.learning_rate must be > 0, got {self.learning_rate}")
-        if not 0 <= self.baseline_decay < 1:
+        if not 0 <= check_real("Reinforce.baseline_decay", self.baseline_decay) < 1:
             raise ValueError(
                 f"Reinforce.baseline_decay must be in [0, 1), got {self.baseline_decay}")
+        if check_real("Reinforce.entropy_weight", self.entropy_weight) < 0:
+            raise ValueError(f"Reinforce.entropy_weight must be >= 0, got {self.entropy_weight}")
         graphdef, _ = nnx.split(ArchDistribution(self.space))
         object.__setattr__(self, "graphdef", graphdef)
         object.__setattr__(self, "optimizer", optax.adam(self.learning_rate))
