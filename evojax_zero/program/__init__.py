@@ -1,6 +1,6 @@
-"""Layer 2 (above the engine): what a program is. Ops (the reference's 65 ids), fixed-length instruction tensors
-(:mod:`.programs`), tasks and their data (:mod:`.tasks`), and the fitness squash
-(:mod:`.fitness`). Imports nothing above it."""
+"""Layer 2 (above the engine): what a program is. Ops (the reference's 65 ids),
+fixed-length instruction tensors (:mod:`.programs`), tasks and their data (:mod:`.tasks`),
+and the fitness squash (:mod:`.fitness`). Imports nothing above it."""
 
 from evojax_zero.program.programs import (
     DATA_FIELDS_USED,
