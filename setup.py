@@ -10,6 +10,7 @@ the pure-XLA evaluator is used (``evojax_zero.native.why_unavailable()`` says wh
 
 import importlib.util
 import os
+import sys
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -23,6 +24,7 @@ def _native_build_module():
     spec = importlib.util.spec_from_file_location(
         "_evojax_zero_native_build", os.path.join(NATIVE_DIR, "build.py"))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
