@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from nas import RandomSearch, RegularizedEvolution, Reinforce, run_vectorized  # noqa: E402
-from nas import nas_bench_graph as nbg  # noqa: E402
+from nas.benchmarks import nas_bench_graph as nbg  # noqa: E402
 
 
 def algorithms(space):

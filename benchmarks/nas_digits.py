@@ -25,7 +25,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 import nas  # noqa: E402
-from nas import digits  # noqa: E402
+from nas.benchmarks import digits  # noqa: E402
 
 
 def _arch(cfg: dict) -> tuple:

@@ -12,7 +12,8 @@ import pytest
 from flax import nnx
 
 import nas
-from nas import DNA, Space, deferred, digits, floatv, intv, manyof, oneof
+from nas import DNA, Space, deferred, floatv, intv, manyof, oneof
+from nas.benchmarks import digits
 from nas.flows import cost_aware, latency, nested_search, param_count
 
 KEY = jax.random.key(0)

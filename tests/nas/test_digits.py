@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nas import digits
+from nas.benchmarks import digits
 
 
 def test_space_contains_the_default_and_split_sizes():

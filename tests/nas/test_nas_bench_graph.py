@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nas import DNA, RegularizedEvolution, run_vectorized
-from nas import nas_bench_graph as nbg
+from nas.benchmarks import nas_bench_graph as nbg
 
 pytest.importorskip("nas_bench_graph")
 
