@@ -1,19 +1,14 @@
 """The speed benchmark's two sides compute the same thing (benchmarks/weight_sharing.py)."""
 
-import pathlib
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import weight_sharing_benchmark as bench  # registered by tests/nas/conftest.py
 from flax import nnx
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "benchmarks"))
-import weight_sharing as bench  # noqa: E402
-
-from nas import weight_sharing as ws  # noqa: E402
-from nas.benchmarks import nb201  # noqa: E402
+from nas import weight_sharing as ws
+from nas.benchmarks import nb201
 
 
 @pytest.mark.parametrize("kernel", [1, 3])
