@@ -90,3 +90,45 @@ def test_two_processes_give_the_result_of_one():
         assert r["devices"] == 4 and r["local_devices"] == 2
         assert r["local_rows"] == [[8 * i, 8 * i + 8]]  # each process holds half the population
         assert r["fitness"] == ref["fitness"]
+
+
+SHARDED = r"""
+import json, jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from evojax_zero import native
+from evojax_zero import program as P
+from evojax_zero.program import tasks as T
+spec = P.ProgramSpec(num_scalars=4, num_vectors=3, num_matrices=1, feature_size=4,
+                     setup_ops=[56], predict_ops=[27], learn_ops=[2, 3, 18, 23],
+                     max_setup_size=2, max_predict_size=1, max_learn_size=4)
+prog = P.from_lists(spec, setup=[[56, 0, 0, 2, 0.1]], predict=[[27, 1, 0, 1]],
+                    learn=[[2, 0, 1, 3], [3, 3, 2, 3], [18, 3, 0, 2], [23, 1, 2, 1]])
+progs = P.stack([prog] * 16)
+tasks = T.linear_regression(3, 4, 20, 10)
+keys = jax.random.split(jax.random.key(0), 16)
+mesh = Mesh(np.array(jax.devices()), ("pop",))
+rows = NamedSharding(mesh, PartitionSpec("pop"))
+fn = jax.jit(lambda p, t, k: native.evaluate(spec, None, p, t, k))
+sharded = (jax.device_put(progs, rows), tasks, jax.device_put(keys, rows))
+hlo = fn.lower(*sharded).compile().as_text()
+calls = [ln for ln in hlo.splitlines() if 'custom_call_target="evojax_zero_fitness"' in ln]
+out = fn(*sharded)
+print("RESULT", json.dumps({"calls": [c.split("=")[1].split("custom-call")[0].strip()
+                                      for c in calls],
+                            "out_rows": out.sharding.spec == PartitionSpec("pop"),
+                            "same": bool(np.array_equal(np.asarray(out),
+                                                        np.asarray(fn(progs, tasks, keys))))}))
+"""
+
+
+def test_each_device_evaluates_only_its_rows():
+    """The kernel's sharding rule: on 8 devices, the compiled custom call takes 16 / 8 = 2
+    programs (not the gathered 16), the output stays sharded, and fitness is unchanged."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+               JAX_PLATFORMS="cpu", OPENBLAS_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = _result(out.stdout)
+    assert r["calls"] and all(c.startswith("f32[2,3,") for c in r["calls"]), r
+    assert r["out_rows"] and r["same"], r
