@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import pathlib
 import sys
 
@@ -104,3 +105,31 @@ def linear_spec():
 def linear_tasks():
     """3 small linear-regression tasks (20 train, 10 valid examples, feature size 4)."""
     return T.linear_regression(num_tasks=3, num_train=20, num_valid=10)
+
+
+@pytest.fixture
+def run_notebook(monkeypatch):
+    """Execute ``notebooks/<name>`` with extra environment variables (tiny sizes) and return
+    ``(printed text of all code cells, number of PNG outputs)``. Skips without nbclient."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+
+    def run(name: str, env: dict[str, str], cwd: pathlib.Path | None = None,
+            timeout: int = 900) -> tuple[str, int]:
+        for k, v in {"OPENBLAS_NUM_THREADS": "1", **env}.items():
+            monkeypatch.setenv(k, v)
+        path = ROOT / "notebooks" / name
+        nb = nbformat.read(path, as_version=4)
+        client = nbclient.NotebookClient(
+            nb, timeout=timeout, kernel_name="python3",
+            resources={"metadata": {"path": str(cwd or path.parent)}})
+        kernel_env = dict(os.environ)
+        kernel_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(ROOT), kernel_env.get("PYTHONPATH")) if p)
+        client.execute(env=kernel_env)
+        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        text = "".join(o.get("text", "") for o in outputs)
+        return text, sum("image/png" in o.get("data", {}) for o in outputs)
+
+    return run
+
