@@ -147,7 +147,7 @@ def test_nvcc_discovery_and_build_id_are_stable():
 
 
 def test_no_cuda_backend_means_unavailable_without_compiling(tmp_path):
-    if not cuda._cuda_backend_problem() == "":
+    if not cuda.backend_problem() == "":
         # No GPU: unavailable with the reason, and nothing was compiled into the cache.
         code = ("from evojax_zero.native import cuda\n"
                 "assert not cuda.available()\n"
@@ -176,12 +176,12 @@ def test_cuda_source_compiles_with_nvcc(tmp_path):
     out = str(tmp_path / "_evojax_zero_cuda.so")
     build.compile_library(out, inc, jaxlib_version, compiler=nvcc, target="cuda")
     lib = ctypes.CDLL(out)  # loads without a GPU or driver (the CUDA runtime is linked in)
-    assert cuda._text(lib, "evojax_zero_build_id") == build.build_id(
+    assert cuda.text(lib, "evojax_zero_build_id") == build.build_id(
         jaxlib_version, target="cuda", compiler=nvcc)
     lib.EvojaxZeroFitness  # noqa: B018
     lib.EvojaxZeroTrace  # noqa: B018
-    probe = cuda._text(lib, "evojax_zero_probe")
-    if cuda._cuda_backend_problem():
+    probe = cuda.text(lib, "evojax_zero_probe")
+    if cuda.backend_problem():
         assert probe, "the probe should report that no GPU can run the kernels"
     else:
         assert probe == ""
@@ -209,7 +209,7 @@ def emulation(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("cuda_emulation") / "_evojax_zero_cuda_emulation.so")
     build.compile_library(path, inc, jaxlib_version, target="emulation")
     lib = ctypes.CDLL(path)
-    assert cuda._text(lib, "evojax_zero_probe") == ""
+    assert cuda.text(lib, "evojax_zero_probe") == ""
     jax.ffi.register_ffi_target(EMU_FITNESS, jax.ffi.pycapsule(lib.EvojaxZeroFitness),
                                 platform="cpu")
     jax.ffi.register_ffi_target(EMU_TRACE, jax.ffi.pycapsule(lib.EvojaxZeroTrace),
@@ -232,7 +232,8 @@ def test_emulated_kernel_equals_cpu_backend_bytewise(emulation, F, precision):
                 assert np.mean(want["fitness"] > 0) > 0.5
                 for cap in (1, 7, 10**6):
                     with env(EVOJAX_ZERO_CUDA_MAX_THREADS=cap):
-                        got = as_numpy(cuda._trace(EMU_TRACE, spec, config, progs, tasks, key))
+                        got = as_numpy(
+                            cuda.trace_target(EMU_TRACE, spec, config, progs, tasks, key))
                     assert_identical(want, got, f"F={F} {precision} {eval_type} {name} "
                                                 f"cap={cap}")
 
@@ -246,7 +247,7 @@ def test_emulated_memory_budget_caps_threads(emulation):
         key = jax.random.key(1)
         want = as_numpy(native.trace(spec, None, progs, tasks, key))
         with env(EVOJAX_ZERO_CUDA_MEMORY_BYTES=2 * block + 1):
-            got = as_numpy(cuda._trace(EMU_TRACE, spec, None, progs, tasks, key))
+            got = as_numpy(cuda.trace_target(EMU_TRACE, spec, None, progs, tasks, key))
     assert_identical(want, got, "budget")
 
 
@@ -256,13 +257,13 @@ def test_emulated_fitness_target_jit_and_vmap(emulation):
     with x64("float64"):
         keys = jax.random.split(jax.random.key(3), progs.batch_shape[0])
         want = np.asarray(native.evaluate(spec, None, progs, tasks, keys))
-        direct = cuda._evaluate(EMU_FITNESS, spec, None, progs, tasks, keys)
-        jitted = jax.jit(lambda p, t, k: cuda._evaluate(EMU_FITNESS, spec, None, p, t, k))(
+        direct = cuda.evaluate_target(EMU_FITNESS, spec, None, progs, tasks, keys)
+        jitted = jax.jit(lambda p, t, k: cuda.evaluate_target(EMU_FITNESS, spec, None, p, t, k))(
             progs, tasks, keys)
         halves = jax.tree.map(lambda x: x.reshape(2, -1, *x.shape[1:]), progs)
-        vmapped = jax.vmap(lambda p, k: cuda._evaluate(EMU_FITNESS, spec, None, p, tasks, k))(
+        vmapped = jax.vmap(lambda p, k: cuda.evaluate_target(EMU_FITNESS, spec, None, p, tasks, k))(
             halves, keys.reshape(2, -1))
-        one = cuda._evaluate(EMU_FITNESS, spec, None, jax.tree.map(lambda x: x[0], progs),
+        one = cuda.evaluate_target(EMU_FITNESS, spec, None, jax.tree.map(lambda x: x[0], progs),
                              tasks, keys[0])
     assert np.array_equal(want, direct)
     assert np.array_equal(want, jitted)
@@ -275,12 +276,12 @@ def test_emulated_kernel_rejects_bad_operands(emulation):
     progs, tasks = population(spec, "float64", "rms_error", seed=1, n=2)
     with x64("float64"):
         with pytest.raises(ValueError, match="features"):
-            cuda._evaluate(EMU_FITNESS, spec_for(8), None, progs, tasks, jax.random.key(0))
+            cuda.evaluate_target(EMU_FITNESS, spec_for(8), None, progs, tasks, jax.random.key(0))
         # The handler's own checks (as the CPU handler's): a memory layout without s0/s1.
         small = SimpleNamespace(num_scalars=1, num_vectors=4, num_matrices=3, feature_size=4)
         with pytest.raises(Exception, match="S >= 2"):
             jax.block_until_ready(
-                cuda._evaluate(EMU_FITNESS, small, None, progs, tasks, jax.random.key(0)))
+                cuda.evaluate_target(EMU_FITNESS, small, None, progs, tasks, jax.random.key(0)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -239,7 +239,7 @@ def _kernel_call(target: str, shapes, args, attrs):
     return call(*args)
 
 
-def _evaluate(target: str, spec, config, programs, tasks, keys):
+def evaluate_target(target: str, spec, config, programs, tasks, keys):
     args, attrs, d, dtype, unbatched = _prepare(spec, config, programs, tasks, keys)
     score = _kernel_call(target, jax.ShapeDtypeStruct((d["P"], d["T"], d["E"]), dtype), args,
                          attrs)
@@ -247,7 +247,7 @@ def _evaluate(target: str, spec, config, programs, tasks, keys):
     return fitness[0] if unbatched else fitness
 
 
-def _trace(target: str, spec, config, programs, tasks, keys) -> dict:
+def trace_target(target: str, spec, config, programs, tasks, keys) -> dict:
     args, attrs, d, dtype, unbatched = _prepare(spec, config, programs, tasks, keys)
     P, T = d["P"], d["T"]
     shapes = [
@@ -281,7 +281,7 @@ def evaluate(spec, config, programs, tasks, keys):
     array [P, T], or raw uint32 key words [P, T, K]. Works inside ``jax.jit`` (CPU).
     """
     _require()
-    return _evaluate(FITNESS_TARGET, spec, config, programs, tasks, keys)
+    return evaluate_target(FITNESS_TARGET, spec, config, programs, tasks, keys)
 
 
 def trace(spec, config, programs, tasks, keys) -> dict:
@@ -293,7 +293,7 @@ def trace(spec, config, programs, tasks, keys) -> dict:
     stopped bool [P,T]; train_steps int32 [P,T] (train steps run, a stopping step counts).
     """
     _require()
-    return _trace(TRACE_TARGET, spec, config, programs, tasks, keys)
+    return trace_target(TRACE_TARGET, spec, config, programs, tasks, keys)
 
 
 # ---------------------------------------------------------------------------------------

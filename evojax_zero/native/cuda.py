@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import jax
 
-from evojax_zero.native import TRACE_FIELDS, _evaluate, _trace  # same operands and fitness
+from evojax_zero.native import TRACE_FIELDS, evaluate_target, trace_target  # same operands
 from evojax_zero.native.loader import Library, text
 
-__all__ = ["available", "why_unavailable", "library_path", "evaluate", "trace", "TRACE_FIELDS"]
+__all__ = ["available", "why_unavailable", "library_path", "evaluate", "trace", "TRACE_FIELDS",
+           "backend_problem", "evaluate_target", "trace_target", "text"]
 
 FITNESS_TARGET = "evojax_zero_cuda_fitness"
 TRACE_TARGET = "evojax_zero_cuda_trace"
-_text = text  # the former private name
 
 
-def _cuda_backend_problem() -> str:
+def backend_problem() -> str:
     """Empty when JAX has a CUDA backend with at least one device; otherwise why not."""
     try:
         devices = jax.devices("cuda")
@@ -46,7 +46,7 @@ def _cuda_backend_problem() -> str:
 
 LIBRARY = Library("cuda", "EVOJAX_ZERO_CUDA_LIB", "CUDA",
                   {FITNESS_TARGET: "EvojaxZeroFitness", TRACE_TARGET: "EvojaxZeroTrace"},
-                  precondition=lambda: _cuda_backend_problem())
+                  precondition=lambda: backend_problem())
 
 
 def available() -> bool:
@@ -74,10 +74,10 @@ def evaluate(spec, config, programs, tasks, keys):
     words [P, T, K]). Works inside ``jax.jit`` on the CUDA platform.
     """
     LIBRARY.require("CUDA")
-    return _evaluate(FITNESS_TARGET, spec, config, programs, tasks, keys)
+    return evaluate_target(FITNESS_TARGET, spec, config, programs, tasks, keys)
 
 
 def trace(spec, config, programs, tasks, keys) -> dict:
     """Fitness plus the Trace quantities, as :func:`evojax_zero.native.trace`, on the GPU."""
     LIBRARY.require("CUDA")
-    return _trace(TRACE_TARGET, spec, config, programs, tasks, keys)
+    return trace_target(TRACE_TARGET, spec, config, programs, tasks, keys)

@@ -157,6 +157,12 @@ def _trainer(arch: tuple, batch_size: int, n_train: int, epochs: int) -> Callabl
     return jax.jit(train)
 
 
+def clear_trainer_cache() -> None:
+    """Drop the compiled per-architecture trainers (frees their memory; the next trial of
+    each architecture compiles again)."""
+    _trainer.cache_clear()
+
+
 def evaluate(cfg: dict, epochs: int = 20, seed: int = 0, batch_size: int = 64,
              train_on_valid: bool = False) -> dict[str, float]:
     """Train ``cfg`` and return ``{"valid": acc, "test": acc}``.

@@ -128,7 +128,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
 
 
-def _optimizer(train: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+def optimizer(train: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    """The protocol's optimizer: SGD with Nesterov momentum, weight decay and cosine decay."""
     schedule = optax.cosine_decay_schedule(train.learning_rate, max(total_steps, 1))
     return optax.chain(optax.add_decayed_weights(train.weight_decay),
                        optax.sgd(schedule, momentum=train.momentum, nesterov=True))
@@ -156,7 +157,7 @@ def _train_one(net: nb201.NetConfig, train: TrainConfig, ops, seed, x_tr, y_tr, 
     k_init, k_data = jax.random.split(key)
     graphdef, params = nnx.split(SwitchNet(net, rngs=nnx.Rngs(k_init)))
     steps = x_tr.shape[0] // train.batch_size
-    opt = _optimizer(train, steps * train.epochs)
+    opt = optimizer(train, steps * train.epochs)
 
     def loss_fn(p, xb, yb):
         logits = nnx.merge(graphdef, p)(xb, ops)

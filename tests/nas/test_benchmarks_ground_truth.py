@@ -33,7 +33,7 @@ def _reference_training(ops, seed, d, net, train):
     gt.copy_into_standalone(switch, ops, model)
     graphdef, params = nnx.split(model)
     steps = len(d.y_train) // train.batch_size
-    opt = gt._optimizer(train, steps * train.epochs)
+    opt = gt.optimizer(train, steps * train.epochs)
     state = opt.init(params)
 
     @jax.jit

@@ -41,7 +41,7 @@ def test_trainer_compiles_once_per_architecture_and_reads_lr_and_seed():
 def test_cached_trainer_equals_a_fresh_compile():
     cfg = {"convs": [(8, 3)], "act": "relu", "dense": 32, "lr": 1e-2}
     cached = digits.evaluate(cfg, epochs=2, seed=1)
-    digits._trainer.cache_clear()
+    digits.clear_trainer_cache()
     before = digits.TRACE_COUNTS["train"]
     assert digits.evaluate(cfg, epochs=2, seed=1) == cached
     assert digits.TRACE_COUNTS["train"] == before + 1
