@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import jax
 import numpy as np
 
 from evojax_zero.program.ops import Op
@@ -564,3 +565,19 @@ LINEAR_ALGORITHM = {
               [Op.SCALAR_VECTOR_PRODUCT, 3, 0, 2],  # v2 = s3 * v0
               [Op.VECTOR_SUM, 1, 2, 1]],  # v1 = v1 + v2
 }
+
+
+def tournament_children(key, pop, fit, cfg, mutate_batch):
+    """One ask of the search, written out from its definition on host arrays: B tournaments
+    of T draws with replacement (first best wins), each winner mutated with its own key.
+    Keys as the search documents them: ``key, k_ask, k_eval = split(key, 3)``,
+    ``k_sel, k_mut = split(k_ask)``. Returns ``(key, k_eval, children)``."""
+    P, T, B = cfg.population_size, cfg.tournament_size, cfg.batch_size
+    key, k_ask, k_eval = jax.random.split(key, 3)
+    k_sel, k_mut = jax.random.split(k_ask)
+    draws = np.asarray(jax.random.randint(k_sel, (B, T), 0, P))
+    winners = np.array([row[np.argmax(fit[row])] for row in draws])
+    children = mutate_batch(jax.random.split(k_mut, B),
+                            jax.tree.map(lambda x, w=winners: x[w], pop))
+    return key, k_eval, children
+

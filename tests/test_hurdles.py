@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 import pytest
+from reference_interpreter import tournament_children
 
 from evojax_zero import experiment
 from evojax_zero.evaluate.evaluator import EvalConfig, Evaluator
@@ -16,19 +17,14 @@ def _reference(cfg, evolution, key, t, k, percentile):
     on the first k tasks; if that mean is >= the population's `percentile` (taken before
     the step) it is scored on all tasks (deterministic programs: same as one full call),
     else it keeps the partial mean. Returns population fitness and the number stopped."""
-    P, T, B = cfg.population_size, cfg.tournament_size, cfg.batch_size
+    P, B = cfg.population_size, cfg.batch_size
     pop = jax.tree.map(np.array, jax.device_get(evolution.population))
     fit = np.array(evolution.fitness)
     oldest, stopped = int(evolution.oldest), 0
     mutate_batch = jax.jit(jax.vmap(lambda kk, p: mutate(kk, p, cfg.mutation, cfg.spec)))
     ev = Evaluator(cfg.spec, EvalConfig(max_abs_error=cfg.max_abs_error), backend=cfg.backend)
     for _ in range(P // B):
-        key, k_ask, k_eval = jax.random.split(key, 3)
-        k_sel, k_mut = jax.random.split(k_ask)
-        draws = np.asarray(jax.random.randint(k_sel, (B, T), 0, P))
-        winners = np.array([row[np.argmax(fit[row])] for row in draws])
-        children = mutate_batch(jax.random.split(k_mut, B),
-                                jax.tree.map(lambda x, w=winners: x[w], pop))
+        key, k_eval, children = tournament_children(key, pop, fit, cfg, mutate_batch)
         hurdle = np.percentile(fit, percentile)
         per_task = np.asarray(ev.per_task(children, t, jax.random.key(1)), np.float64)
         partial = per_task[:, :k].mean(axis=1)

@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 import pytest
+from reference_interpreter import tournament_children
 
 from evojax_zero import experiment
 from evojax_zero import program as P
@@ -39,7 +40,7 @@ def _reference_generation(cfg, evolution, key, tasks_):
     keys the search documents: ``key, k_ask, k_eval = split(key, 3)``, then
     ``k_sel, k_mut = split(k_ask)``, draws ``randint(k_sel, (B, T), 0, P)`` and child keys
     ``split(k_mut, B)``."""
-    P, T, B = cfg.population_size, cfg.tournament_size, cfg.batch_size
+    P, B = cfg.population_size, cfg.batch_size
     pop = jax.tree.map(np.array, jax.device_get(evolution.population))
     fit = np.array(evolution.fitness)
     oldest = int(evolution.oldest)
@@ -47,12 +48,7 @@ def _reference_generation(cfg, evolution, key, tasks_):
     evaluator = Evaluator(cfg.spec, EvalConfig(max_abs_error=cfg.max_abs_error,
                                                combine=cfg.combine), backend=cfg.backend)
     for _ in range(P // B):
-        key, k_ask, k_eval = jax.random.split(key, 3)
-        k_sel, k_mut = jax.random.split(k_ask)
-        draws = np.asarray(jax.random.randint(k_sel, (B, T), 0, P))
-        winners = np.array([row[np.argmax(fit[row])] for row in draws])
-        children = mutate_batch(jax.random.split(k_mut, B),
-                                jax.tree.map(lambda x, w=winners: x[w], pop))
+        key, k_eval, children = tournament_children(key, pop, fit, cfg, mutate_batch)
         child_fit = np.asarray(evaluator(children, tasks_, k_eval))
         slots = (oldest + np.arange(B)) % P
         for leaf, new in zip(jax.tree.leaves(pop), jax.tree.leaves(children), strict=True):
