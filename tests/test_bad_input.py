@@ -121,6 +121,25 @@ CONFIG_ROWS = [
      ConfigError, ["search_num_train", "FEC", "fec=false"]),
     ("never-stops", lambda d: presets.preset("demo", sufficient_fitness=1.0), ConfigError,
      ["sufficient_fitness", "max_experiments"]),
+    ("hurdle-tasks-not-below-search-tasks", lambda d: presets.preset("demo", hurdle_tasks=10),
+     ConfigError, ["hurdle_tasks", "[1, 9]", "search_num_tasks=10", "fix"]),
+    ("hurdle-tasks-negative", lambda d: presets.preset("demo", hurdle_tasks=-1), ConfigError,
+     ["hurdle_tasks", ">= 0"]),
+    ("hurdle-kind-unknown", lambda d: presets.preset("demo", hurdle_kind="median"),
+     ConfigError, ["hurdle_kind", "percentile, mean, threshold", "did you mean 'mean'"]),
+    ("hurdle-percentile-above-100", lambda d: presets.preset("demo", hurdle_percentile=150.0),
+     ConfigError, ["hurdle_percentile", "[0, 100]"]),
+    ("hurdle-threshold-nan", lambda d: presets.preset("demo", hurdle_threshold=float("nan")),
+     ConfigError, ["hurdle_threshold", "a number"]),
+    ("islands-count-zero", lambda d: presets.preset("demo", **{"islands.count": 0}),
+     ConfigError, ["islands_count", ">= 1"]),
+    ("islands-migration-negative", lambda d: presets.preset(
+        "demo", islands_migration_every=-1), ConfigError, ["islands_migration_every", ">= 0"]),
+    ("islands-migrants-over-population", lambda d: presets.preset(
+        "linear", population_size=10, batch_size=10, islands_count=2, islands_migrants=11),
+     ConfigError, ["islands_migrants", "[0, 10]", "population_size"]),
+    ("islands-key-typo", lambda d: presets.preset("demo", **{"islands.migrate_every": 2}),
+     ConfigError, ["islands.migrate_every", "did you mean 'islands_migration_every'"]),
 ]
 
 FILE_ROWS = [
@@ -167,6 +186,7 @@ FILE_ROWS = [
 ]
 
 _SMALL = presets.preset("linear", population_size=20, batch_size=10)
+_ISLANDS = presets.preset("linear", population_size=20, batch_size=10, islands_count=4)
 
 
 def _many_devices():
@@ -178,6 +198,8 @@ RUN_ROWS = [
      ["seed", "[0, 4294967295]"]),
     ("seed-too-big", lambda d: check_run(_SMALL, 2**40), ConfigError, ["seed"]),
     ("seed-float", lambda d: check_run(_SMALL, 1.5), ConfigError, ["seed"]),
+    ("islands-devices-not-dividing", lambda d: check_run(_ISLANDS, 0, num_devices=3),
+     ConfigError, ["num_devices 3", "islands_count (4)", "divisible", "[1, 2, 4]"]),
     ("checkpoint-every-zero", lambda d: check_run(_SMALL, 0, checkpoint_every=0), ConfigError,
      ["checkpoint_every", ">= 1"]),
     ("checkpoint-every-float", lambda d: check_run(_SMALL, 0, checkpoint_every=2.5),

@@ -81,6 +81,17 @@ ROWS = [
      ["--devices 3", "population_size", "divisible", "[1, 2, 4, 5, 10]"]),
     ("devices-zero", ["demo", "--devices", "0"], ["--devices", ">= 1"]),
     ("no-target", [], ["target"]),
+    ("hurdle-tasks-too-many", ["demo", "--set", "search.hurdle.tasks=10"],
+     ["hurdle_tasks", "[1, 9]", "search_num_tasks"]),
+    ("hurdle-percentile-range", ["demo", "--set", "hurdle.percentile=101"],
+     ["hurdle_percentile", "[0, 100]"]),
+    ("hurdle-kind-unknown", ["demo", "--set", "hurdle_kind=median"],
+     ["hurdle_kind", "percentile, mean, threshold"]),
+    ("islands-count-not-int", ["demo", "--set", "islands.count=2.5"],
+     ["islands_count", "whole number"]),
+    ("islands-devices-not-dividing", ["demo", "--set", "population_size=20", "--set",
+                                      "islands_count=3", "--devices", "2"],
+     ["--devices 2", "islands_count (3)", "divisible"]),
 ]
 NUM_CASES = len(ROWS)
 

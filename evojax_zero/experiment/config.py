@@ -12,6 +12,8 @@ import numpy as np
 from evojax_zero.experiment.overrides import ConfigError
 from evojax_zero.program import tasks
 from evojax_zero.program.ops import SUPPORTED_FEATURE_SIZES
+from evojax_zero.search.hurdles import HurdleConfig
+from evojax_zero.search.islands import IslandConfig
 from evojax_zero.search.loop import SearchConfig
 
 DIGITS_HELD_OUT = ((0, 5), (0, 9), (1, 8), (2, 9), (3, 5), (3, 6), (3, 8), (4, 6), (8, 9))
@@ -84,7 +86,13 @@ class TaskSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    """A search plus the reference's experiment protocol."""
+    """A search plus the reference's experiment protocol.
+
+    ``hurdle``: evaluate children through a hurdle (:class:`HurdleConfig`; None = off);
+    ``islands``: run :class:`IslandConfig` ``num_islands`` populations of
+    ``search.population_size`` each, with ring migration (None = one population). Both may
+    be combined, with each other and with the FEC.
+    """
 
     name: str
     search: SearchConfig
@@ -96,6 +104,8 @@ class ExperimentConfig:
     max_experiments: int = 1
     randomize_task_seeds: bool = False
     progress_every: int = 10000
+    hurdle: HurdleConfig | None = None
+    islands: IslandConfig | None = None
 
     def __post_init__(self):
         for n in ("max_train_steps", "max_experiments", "progress_every"):
@@ -111,6 +121,53 @@ class ExperimentConfig:
                 raise ValueError(f"ExperimentConfig.{n} must be a TaskSpec")
         if not isinstance(self.search, SearchConfig):
             raise ValueError("ExperimentConfig.search must be a SearchConfig")
+        if self.hurdle is not None:
+            if not isinstance(self.hurdle, HurdleConfig):
+                raise ConfigError(f"ExperimentConfig.hurdle must be a HurdleConfig or None, got "
+                                  f"{type(self.hurdle).__name__}")
+            T = self.search_tasks.num_tasks
+            if self.hurdle.num_tasks >= T:
+                raise ConfigError(
+                    f"hurdle_tasks (ExperimentConfig.hurdle.num_tasks): expected an int in "
+                    f"[1, {T - 1}] (below search_num_tasks={T}), got {self.hurdle.num_tasks}; "
+                    f"fix: e.g. hurdle_tasks={max(1, T // 5)}, or more search tasks")
+        if self.islands is not None:
+            if not isinstance(self.islands, IslandConfig):
+                raise ConfigError(f"ExperimentConfig.islands must be an IslandConfig or None, "
+                                  f"got {type(self.islands).__name__}")
+            P = self.search.population_size
+            if self.islands.num_migrants > P:
+                raise ConfigError(
+                    f"islands_migrants (ExperimentConfig.islands.num_migrants): expected an int "
+                    f"in [0, {P}] (at most population_size), got {self.islands.num_migrants}; "
+                    f"fix: e.g. islands_migrants=1")
+
+
+# The hurdle_* and islands_* override keys' values when a preset does not set them: no
+# hurdle, one population. When switched on: the hurdle is the 75th percentile of the
+# population's fitness and islands migrate their best member every generation (see
+# docs/hurdles_islands.md for where these come from).
+OPTION_DEFAULTS = {"hurdle_tasks": 0, "hurdle_kind": "percentile", "hurdle_percentile": 75.0,
+                   "hurdle_threshold": 0.5, "islands_count": 1, "islands_migration_every": 1,
+                   "islands_migrants": 1}
+
+
+def search_options(values: dict) -> dict:
+    """``ExperimentConfig``'s ``hurdle=`` and ``islands=`` from the override values
+    (``hurdle_*``, ``islands_*``; missing keys take :data:`OPTION_DEFAULTS`)."""
+    v = {**OPTION_DEFAULTS, **{k: values[k] for k in OPTION_DEFAULTS if k in values}}
+    hurdle = islands = None
+    if v["hurdle_tasks"]:
+        kind = v["hurdle_kind"]
+        hurdle = HurdleConfig(
+            int(v["hurdle_tasks"]),
+            threshold=float(v["hurdle_threshold"]) if kind == "threshold" else None,
+            percentile=(float(v["hurdle_percentile"]) if kind == "percentile"
+                        else "mean" if kind == "mean" else None))
+    if v["islands_count"] > 1:
+        islands = IslandConfig(int(v["islands_count"]), int(v["islands_migration_every"]),
+                               int(v["islands_migrants"]))
+    return {"hurdle": hurdle, "islands": islands}
 
 
 # ---------------------------------------------------------------------------------------
@@ -170,7 +227,10 @@ def check_run(config: ExperimentConfig, seed, *, out_dir=None, checkpoint_dir=No
         if not os.access(parent, os.W_OK):
             raise ConfigError(f"{n[key]}: {parent!r} is not writable; fix: give a directory "
                               f"you can write to")
-    check_devices(num_devices, config.search.population_size, n["devices"])
+    if config.islands is not None:
+        check_island_devices(num_devices, config.islands.num_islands, n["devices"])
+    else:
+        check_devices(num_devices, config.search.population_size, n["devices"])
 
 
 def _existing_parent(path: str) -> str:
@@ -203,3 +263,20 @@ def check_devices(num_devices, population_size: int, name: str = "num_devices") 
             f" python -m evojax_zero run ...); on a GPU host, ask for at most the number of "
             f"visible GPUs (nvidia-smi -L; CUDA_VISIBLE_DEVICES), or run on several hosts "
             f"(docs/multihost.md); fix: {name} {have} or fewer, or more devices as above")
+
+
+def check_island_devices(num_devices, num_islands: int, name: str = "num_devices") -> None:
+    """With islands the devices take whole islands: ``num_devices`` must divide
+    ``islands_count`` (and be available)."""
+    if num_devices is None:
+        return
+    if isinstance(num_devices, bool) or not isinstance(num_devices, int | np.integer) \
+            or num_devices < 1:
+        raise ConfigError(f"{name}: expected an int >= 1, got {num_devices!r}")
+    if num_islands % num_devices:
+        ok = [d for d in range(1, num_islands + 1) if num_islands % d == 0]
+        raise ConfigError(
+            f"{name} {num_devices}: with islands each device evolves whole islands, so "
+            f"islands_count ({num_islands}) must be divisible by {name}; fix: {name} one of "
+            f"{ok}, or islands_count a multiple of {num_devices}")
+    check_devices(num_devices, num_devices, name)  # availability

@@ -6,6 +6,7 @@ a type, allowed values and a doc line; the defaults come from the preset. Python
 checked strictly (``population_size=20.9`` or ``fec="no"`` is an error, not 20 or True);
 CLI text is parsed strictly (``fec=no`` is False, ``fec=maybe`` is an error). Every error is
 a :class:`ConfigError` (a ``ValueError``) that names the key, the allowed values and the fix.
+Keys may be written dotted (``hurdle.tasks=2``, ``islands.count=4``): :func:`canonical_key`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 _ALIASES = {"gpu": " (for a GPU: cuda, or auto)", "cpu": " (for a CPU: native or xla)"}
 _INT_TEXT = re.compile(r"[+-]?\d[\d_]*")
+HURDLE_KINDS = ("percentile", "mean", "threshold")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +126,8 @@ class Override:
 
     def _example(self):
         if self.type is float:
+            if self.maximum is not None and self.maximum > 1:
+                return self.maximum * 3 / 4
             return 0.5 if self.maximum is not None and self.maximum <= 1 else 0.9999
         return max(int(self.minimum or 0), 1) * 20
 
@@ -156,7 +160,35 @@ SCHEMA: dict[str, Override] = {o.name: o for o in (
     _ov("backend", str, "evaluator: auto (native on CPU when built, else xla), xla, "
         "native or cuda", choices=BACKENDS),
     _ov("mutate_prob", float, "probability that a child is mutated (else a clone)", 0, 1),
+    _ov("hurdle_tasks", int, "hurdle: score each child on this many search tasks first and "
+        "stop it there when below the hurdle (0 = no hurdle; must be < search_num_tasks)", 0),
+    _ov("hurdle_kind", str, "hurdle fitness: percentile (hurdle_percentile of the "
+        "population's fitness), mean (population mean, as So et al. 2019) or threshold "
+        "(hurdle_threshold)", choices=HURDLE_KINDS),
+    _ov("hurdle_percentile", float, "with hurdle_kind=percentile: the percentile (0-100) of "
+        "the population's fitness a child must reach on the hurdle tasks", 0, 100),
+    _ov("hurdle_threshold", float, "with hurdle_kind=threshold: the fixed fitness a child "
+        "must reach on the hurdle tasks"),
+    _ov("islands_count", int, "islands: populations of population_size each, evolving side by "
+        "side (1 = one population); --devices must divide it", 1),
+    _ov("islands_migration_every", int, "islands: generations between ring migrations "
+        "(0 = never)", 0),
+    _ov("islands_migrants", int, "islands: fittest members copied to the next island at each "
+        "migration (they replace its oldest; <= population_size)", 0),
 )}
+HURDLE_KEYS = ("hurdle_tasks", "hurdle_kind", "hurdle_percentile", "hurdle_threshold")
+ISLAND_KEYS = ("islands_count", "islands_migration_every", "islands_migrants")
+
+
+def canonical_key(key: str) -> str:
+    """The schema key for ``key``; dotted spellings are accepted (``hurdle.tasks``,
+    ``islands.count``, ``search.hurdle.tasks`` -> ``hurdle_tasks``, ``islands_count``)."""
+    if key in SCHEMA or not isinstance(key, str):
+        return key
+    k = key.replace(".", "_")
+    if k not in SCHEMA and k.startswith("search_") and k[len("search_"):] in SCHEMA:
+        k = k[len("search_"):]
+    return k if k in SCHEMA else key
 
 
 def unknown_key_error(key: str, source: str = "override ") -> ConfigError:
@@ -171,6 +203,7 @@ def check(overrides: dict, source: str = "override ") -> dict:
     Raises :class:`ConfigError` for an unknown key or a bad value."""
     out = {}
     for key, value in overrides.items():
+        key = canonical_key(key)
         if key not in SCHEMA:
             raise unknown_key_error(key, source)
         out[key] = SCHEMA[key].coerce(value, source)
@@ -185,7 +218,7 @@ def parse_cli(items: list[str]) -> dict:
             raise ConfigError(f"--set needs KEY=VALUE, got {item!r}; fix: e.g. "
                               f"--set population_size=100")
         key, text = item.split("=", 1)
-        key = key.strip()
+        key = canonical_key(key.strip())
         if key not in SCHEMA:
             raise unknown_key_error(key, "--set ")
         out[key] = SCHEMA[key].parse(text)
