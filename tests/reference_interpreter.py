@@ -10,6 +10,11 @@ from ``evojax_zero/evaluator.py``. It runs ONE program on ONE task with plain Py
   (Predict only, s0 = 0);
 * fitness = max over epochs of the validation fitness; an early stop in the first epoch gives 0,
   in a later epoch the best fitness so far.
+* multi-class tasks (eval type ``multiclass_accuracy``, K = ``num_classes``; the vector output
+  branch, docs/evaluator.md "Multi-class tasks"): labels are class indices; v1 <- 0 before
+  Predict and v1 <- one-hot label before Learn (s0 stays 0); in training v2 <- softmax of its
+  first K entries (zeros after), written back, error sum_k |onehot_k - p_k|; in validation an
+  example is correct when the last index of the maximum of that softmax is the label.
 
 ``dtype`` selects float64 (the reference) or float32 (to compare with a float32 evaluator).
 ``sum_order`` selects how reductions (dot, norm, mean, matrix products, std) are summed:
@@ -34,6 +39,7 @@ from evojax_zero.program.ops import Op
 MINUS_TWO_OVER_PI = -0.63661977236758138243
 RMS_ERROR = "rms_error"
 ACCURACY = "accuracy"
+MULTICLASS = "multiclass_accuracy"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,9 +85,11 @@ class Result:
     fitness: float
     epoch_fitness: np.ndarray  # [E'] validation fitness per epoch run (0 where not reached)
     train_error: np.ndarray  # [n] |y - s1| of the first epoch's steps that reached Learn
-    train_prediction: np.ndarray  # [n] s1 after Predict (after sigmoid for accuracy)
+    train_prediction: np.ndarray  # [n] s1 after Predict (after sigmoid for accuracy;
+    #                                    the predicted class for multi-class tasks)
     valid_error: np.ndarray  # [Nv'] recorded |error| of the first epoch's validation
     valid_prediction: np.ndarray  # [Nv'] raw s1 after Predict in the first validation
+    #                                    (the predicted class for multi-class tasks)
     stopped: bool  # training stopped early in some epoch
     num_train_steps: int  # train steps started (the stopping step included)
 
@@ -378,6 +386,38 @@ def sigmoid(x, dtype=np.float64):
         return dtype(dtype(1.0) / dtype(dtype(1.0) + np.exp(-x)))
 
 
+def softmax_first(v, num_classes: int, dtype, sum_order: str = "sequential"):
+    """Softmax of ``v[:K]`` shifted by its max, zeros after (the reference's
+    TruncatingSoftmax); all NaN when a logit is NaN or +inf."""
+    v = np.asarray(v, dtype)
+    head = [dtype(a) for a in v[:num_classes]]
+    top = head[0]
+    for a in head[1:]:
+        top = a if (math.isnan(a) or a > top) else top
+    with np.errstate(all="ignore"):
+        e = [dtype(np.exp(dtype(a - top))) for a in head]
+        total = _sum(e, sum_order, dtype)
+        p = [dtype(a / total) for a in e]
+    return np.array(p + [dtype(0.0)] * (len(v) - num_classes), dtype)
+
+
+def last_argmax(p) -> int:
+    """The reference's Argmax: start at 0, move to every k with p[k] >= the best so far (so
+    ties go to the last index; NaN never compares true)."""
+    best, top = 0, -math.inf
+    for k, a in enumerate(p):
+        if a >= top:
+            best, top = k, a
+    return best
+
+
+def one_hot(label: float, num_classes: int, F: int, dtype) -> np.ndarray:
+    out = np.zeros(F, dtype)
+    if 0 <= label < num_classes:
+        out[int(label)] = 1.0
+    return out
+
+
 def flip_and_squash(r: float) -> float:
     if math.isnan(r) or math.isinf(r):
         return 0.0
@@ -405,6 +445,7 @@ def task_arrays(tasks, t: int) -> dict:
         valid_y=np.asarray(tasks.valid_y[t], np.float64),
         epoch_order=np.asarray(tasks.epoch_order[t], np.int64),
         eval_type=tasks.eval_type,
+        num_classes=tasks.num_classes,
     )
 
 
@@ -422,8 +463,9 @@ def run(program, task, num_scalars: int, num_vectors: int, num_matrices: int, *,
     valid_y = np.asarray(_get(task, "valid_y"), np.float64).astype(d)
     epoch_order = np.asarray(_get(task, "epoch_order"), np.int64)
     eval_type = _get(task, "eval_type")
-    if eval_type not in (RMS_ERROR, ACCURACY):
+    if eval_type not in (RMS_ERROR, ACCURACY, MULTICLASS):
         raise ValueError(f"unknown eval_type {eval_type!r}")
+    K = int(_get(task, "num_classes")) if eval_type == MULTICLASS else 0
     N, F = train_x.shape
     Nv = valid_x.shape[0]
     E = epoch_order.shape[0]
@@ -461,11 +503,19 @@ def run(program, task, num_scalars: int, num_vectors: int, num_matrices: int, *,
                 steps_done += 1
                 mem.v[0] = x
                 mem.s[0] = 0.0
+                if K:
+                    mem.v[1] = 0.0  # the label vector is hidden from Predict
                 interp.run_function(lists["predict"])
-                if eval_type == ACCURACY:
-                    mem.s[1] = sigmoid(mem.s[1], d)  # written back into memory
-                pred = mem.s[1]
-                err = d(np.abs(d(y - pred)))
+                if K:
+                    p = softmax_first(mem.v[2], K, d, sum_order)
+                    mem.v[2] = p  # written back into memory
+                    pred = d(last_argmax(p))
+                    err = _sum(np.abs(one_hot(y, K, F, d) - p), sum_order, d)
+                else:
+                    if eval_type == ACCURACY:
+                        mem.s[1] = sigmoid(mem.s[1], d)  # written back into memory
+                    pred = mem.s[1]
+                    err = d(np.abs(d(y - pred)))
                 if record:
                     train_prediction[step] = pred
                 if math.isnan(err) or err > max_abs_error:
@@ -474,7 +524,11 @@ def run(program, task, num_scalars: int, num_vectors: int, num_matrices: int, *,
                 if record:
                     train_error[step] = err
                 mem.v[0] = x
-                mem.s[0] = y
+                if K:
+                    mem.s[0] = 0.0
+                    mem.v[1] = one_hot(y, K, F, d)
+                else:
+                    mem.s[0] = y
                 interp.run_function(lists["learn"])
             if not ok:
                 stopped = True
@@ -489,11 +543,19 @@ def run(program, task, num_scalars: int, num_vectors: int, num_matrices: int, *,
                 x, y = valid_x[k], valid_y[k]
                 mem.v[0] = x
                 mem.s[0] = 0.0
+                if K:
+                    mem.v[1] = 0.0
                 interp.run_function(lists["predict"])
                 logit = mem.s[1]
+                if K:
+                    p = softmax_first(mem.v[2], K, d, sum_order)
+                    logit = d(last_argmax(p))  # recorded: the predicted class
                 if record:
                     valid_prediction[k] = logit
-                if eval_type == RMS_ERROR:
+                if K:
+                    e = math.inf if ((p > 1.0) | (p < 0.0)).any() else float(logit != y)
+                    loss = d(loss + d(e))
+                elif eval_type == RMS_ERROR:
                     e = d(y - logit)
                     loss = d(loss + d(e * e))
                 else:
@@ -544,7 +606,7 @@ def combine(fitnesses, mode: str = "mean") -> float:
 
 
 def make_task(train_y, valid_y, train_x=None, valid_x=None, F=4, epoch_order=None,
-              eval_type="rms_error"):
+              eval_type="rms_error", num_classes=0):
     """One task as a dict of float64 numpy arrays (the interpreter's input)."""
     train_y = np.asarray(train_y, np.float64)
     valid_y = np.asarray(valid_y, np.float64)
@@ -553,7 +615,8 @@ def make_task(train_y, valid_y, train_x=None, valid_x=None, F=4, epoch_order=Non
     valid_x = np.zeros((Nv, F)) if valid_x is None else np.asarray(valid_x, np.float64)
     epoch_order = [list(range(N))] if epoch_order is None else epoch_order
     return dict(train_x=train_x, train_y=train_y, valid_x=valid_x, valid_y=valid_y,
-                epoch_order=np.asarray(epoch_order, np.int64), eval_type=eval_type)
+                epoch_order=np.asarray(epoch_order, np.int64), eval_type=eval_type,
+                num_classes=num_classes)
 
 
 # The reference's LINEAR_ALGORITHM (SGD on linear regression) as instruction lists.

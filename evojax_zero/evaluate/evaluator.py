@@ -6,7 +6,9 @@ validation fitness over epochs. A train step sets ``v0 <- x, s0 <- 0``, runs Pre
 (for accuracy tasks ``s1 <- sigmoid(s1)`` in memory), stops early if ``|y - s1|`` is NaN or
 exceeds ``max_abs_error``, then sets ``v0 <- x, s0 <- y`` and runs Learn. Memory persists
 across examples, epochs and validation. An early stop in the first epoch gives fitness 0;
-in a later epoch, the best fitness so far.
+in a later epoch, the best fitness so far. Multi-class tasks use the vector output branch
+instead of ``s0``/``s1`` (label one-hot in ``v1``, prediction softmax in ``v2``; see
+:mod:`evojax_zero.evaluate.multiclass`).
 
 Example::
 
@@ -24,11 +26,20 @@ import jax.numpy as jnp
 from flax import struct
 
 from evojax_zero import native
+from evojax_zero.evaluate import multiclass
 from evojax_zero.evaluate.interpreter import FunctionRunner, Memory, sigmoid, zero_memory
 from evojax_zero.native import cuda
 from evojax_zero.program.fitness import flip_and_squash
 from evojax_zero.program.programs import Program, ProgramSpec, check_structure, validate
-from evojax_zero.program.tasks import ACCURACY, RMS_ERROR, Tasks
+from evojax_zero.program.tasks import (
+    ACCURACY,
+    EVAL_TYPES,
+    LABELS_VECTOR_ADDRESS,
+    MULTICLASS_ACCURACY,
+    PREDICTIONS_VECTOR_ADDRESS,
+    Tasks,
+    check_num_classes,
+)
 
 COMBINE_MODES = ("mean", "median")
 BACKENDS = ("auto", "xla", "native", "cuda")
@@ -88,8 +99,8 @@ def _check_tasks(tasks, spec: ProgramSpec) -> None:
     if not isinstance(tasks, Tasks):
         raise ValueError(f"tasks must be a tasks.Tasks (e.g. from tasks.from_arrays), got "
                          f"{type(tasks).__name__}")
-    if tasks.eval_type not in (RMS_ERROR, ACCURACY):
-        raise ValueError(f"tasks.eval_type must be one of {(RMS_ERROR, ACCURACY)}, "
+    if tasks.eval_type not in EVAL_TYPES:
+        raise ValueError(f"tasks.eval_type must be one of {EVAL_TYPES}, "
                          f"got {tasks.eval_type!r}")
     tx, ty, vx, vy, order = (tasks.train_x, tasks.train_y, tasks.valid_x, tasks.valid_y,
                              tasks.epoch_order)
@@ -110,6 +121,14 @@ def _check_tasks(tasks, spec: ProgramSpec) -> None:
     if F != spec.feature_size:
         raise ValueError(f"tasks have feature size {F}; the spec's feature_size is "
                          f"{spec.feature_size}")
+    if tasks.eval_type == MULTICLASS_ACCURACY:
+        check_num_classes(tasks.num_classes, F)
+        need = PREDICTIONS_VECTOR_ADDRESS + 1
+        if spec.num_vectors < need:
+            raise ValueError(f"multi-class tasks need spec.num_vectors >= {need} (v0 features, "
+                             f"v{LABELS_VECTOR_ADDRESS} label, v{PREDICTIONS_VECTOR_ADDRESS} "
+                             f"prediction), got num_vectors={spec.num_vectors}; fix: "
+                             f"ProgramSpec(num_vectors={need}, ...) or more")
 
 
 class Evaluator:
@@ -239,19 +258,23 @@ class Evaluator:
                 jnp.arange(tasks.num_tasks))
             return jax.vmap(
                 lambda tx, ty, vx, vy, order, k: self._execute(
-                    decoded, tx, ty, vx, vy, order, k, tasks.eval_type, record)
+                    decoded, tx, ty, vx, vy, order, k, tasks.eval_type, record,
+                    tasks.num_classes)
             )(*task_arrays, task_keys)
 
         return jax.vmap(one_program)(programs, keys)
 
     def _execute(self, decoded, train_x, train_y, valid_x, valid_y, order, key,
-                 eval_type: str, record: bool) -> Trace:
+                 eval_type: str, record: bool, num_classes: int = 0) -> Trace:
         """One program on one task."""
         spec, cfg = self.spec, self.config
         dtype = train_x.dtype
         setup, predict, learn = (self._runners[f] for f in ("setup", "predict", "learn"))
         max_err = jnp.asarray(cfg.max_abs_error, dtype)
         accuracy = eval_type == ACCURACY
+        vector_out = eval_type == MULTICLASS_ACCURACY  # the vector output branch
+        lab, pre = LABELS_VECTOR_ADDRESS, PREDICTIONS_VECTOR_ADDRESS
+        F = spec.feature_size
         n_valid_total = valid_x.shape[0]
         n_valid_run = n_valid_total if cfg.num_valid_examples is None else min(
             cfg.num_valid_examples, n_valid_total)
@@ -265,17 +288,30 @@ class Evaluator:
         mem = setup.run(decoded["setup"], zero_memory(spec, dtype), sub(key, 0))
 
         def set_inputs(mem: Memory, x, label):
+            if vector_out:  # v1 <- one-hot label (zeros when hidden); s0 stays 0
+                vec = jnp.zeros((F,), dtype) if label is None else \
+                    multiclass.label_vector(label, num_classes, F, dtype)
+                return mem.replace(v=mem.v.at[0].set(x).at[lab].set(vec),
+                                   s=mem.s.at[0].set(jnp.zeros((), dtype)))
+            label = jnp.zeros((), dtype) if label is None else label
             return mem.replace(v=mem.v.at[0].set(x), s=mem.s.at[0].set(label))
 
         def train_step(carry, xs):
             mem, stopped, steps = carry
             x, y, step_key = xs
-            mem = set_inputs(mem, x, jnp.zeros((), dtype))
+            mem = set_inputs(mem, x, None)
             mem = predict.run(decoded["predict"], mem, sub(step_key, 0))
-            if accuracy:
-                mem = mem.replace(s=mem.s.at[1].set(sigmoid(mem.s[1])))
-            pred = mem.s[1]
-            err = jnp.abs(y - pred)
+            if vector_out:
+                p = multiclass.truncating_softmax(mem.v[pre], num_classes)
+                mem = mem.replace(v=mem.v.at[pre].set(p))  # written back, as sigmoid(s1)
+                pred = multiclass.argmax(p).astype(dtype)
+                err = multiclass.train_error(
+                    multiclass.label_vector(y, num_classes, F, dtype), p)
+            else:
+                if accuracy:
+                    mem = mem.replace(s=mem.s.at[1].set(sigmoid(mem.s[1])))
+                pred = mem.s[1]
+                err = jnp.abs(y - pred)
             bad = jnp.isnan(err) | (err > max_err)
             mem = set_inputs(mem, x, y)
             mem = learn.run(decoded["learn"], mem, sub(step_key, 1))
@@ -292,11 +328,18 @@ class Evaluator:
             # Predict no longer runs, so memory stays as it was (it matters for later epochs).
             old, loss, bad = carry
             x, y, step_key = xs
-            mem = set_inputs(old, x, jnp.zeros((), dtype))
+            mem = set_inputs(old, x, None)
             mem = predict.run(decoded["predict"], mem, step_key)
             mem = jax.tree.map(lambda a, b: jnp.where(bad, a, b), old, mem)
             logit = mem.s[1]
-            if accuracy:
+            if vector_out:
+                p = multiclass.truncating_softmax(mem.v[pre], num_classes)
+                logit = multiclass.argmax(p).astype(dtype)  # recorded: the predicted class
+                wrong = jnp.where(logit == y, 0.0, 1.0).astype(dtype)
+                error = jnp.where(((p > 1.0) | (p < 0.0)).any(), jnp.asarray(jnp.inf, dtype),
+                                  wrong)
+                loss = loss + error
+            elif accuracy:
                 p = sigmoid(logit)
                 wrong = jnp.where((y > 0.5) == (p > 0.5), 0.0, 1.0).astype(dtype)
                 error = jnp.where((p > 1.0) | (p < 0.0), jnp.asarray(jnp.inf, dtype), wrong)
@@ -329,7 +372,7 @@ class Evaluator:
                 valid_step, (mem, jnp.zeros((), dtype), jnp.zeros((), bool)),
                 (valid_x[:n_valid_run], valid_y[:n_valid_run],
                  step_keys(sub(key, 2 + 2 * e), n_valid_run)))
-            if accuracy:
+            if accuracy or vector_out:
                 fit = 1.0 - loss / n_valid_total
             else:
                 fit = flip_and_squash(jnp.sqrt(loss / n_valid_total))

@@ -131,7 +131,9 @@ def _prepare(spec, config, programs, tasks, keys):
         num_matrices=np.int64(spec.num_matrices), num_train=np.int64(num_train),
         num_valid=np.int64(num_valid),
         max_abs_error=np.float64(_cfg(config, "max_abs_error", 100.0)),
-        accuracy=np.int64(tasks.eval_type == "accuracy"),
+        # 0: RMS error, 1: binary accuracy, K >= 2: multi-class accuracy with K classes.
+        accuracy=np.int64(tasks.num_classes if tasks.eval_type == "multiclass_accuracy"
+                          else tasks.eval_type == "accuracy"),
     )
     dims = dict(P=P, T=T, n=min(N, num_train), E=-(-num_train // N) if N else 0, nv=num_valid,
                 Nv=Nv)
@@ -243,7 +245,7 @@ def evaluate_target(target: str, spec, config, programs, tasks, keys):
     args, attrs, d, dtype, unbatched = _prepare(spec, config, programs, tasks, keys)
     score = _kernel_call(target, jax.ShapeDtypeStruct((d["P"], d["T"], d["E"]), dtype), args,
                          attrs)
-    fitness, _ = _fitness(score, tasks.eval_type == "accuracy", d["Nv"])
+    fitness, _ = _fitness(score, tasks.eval_type != "rms_error", d["Nv"])
     return fitness[0] if unbatched else fitness
 
 
@@ -260,7 +262,7 @@ def trace_target(target: str, spec, config, programs, tasks, keys) -> dict:
         jax.ShapeDtypeStruct((P, T), jnp.int32),
     ]
     score, *rest = _kernel_call(target, shapes, args, attrs)
-    fitness, epoch_fitness = _fitness(score, tasks.eval_type == "accuracy", d["Nv"])
+    fitness, epoch_fitness = _fitness(score, tasks.eval_type != "rms_error", d["Nv"])
     rest[4] = rest[4].astype(bool)
     result = dict(zip(TRACE_FIELDS, [fitness, epoch_fitness, *rest], strict=True))
     if unbatched:

@@ -8,7 +8,8 @@
 // Operands (in order): for setup, predict, learn: op int32[P,L], addr int32[P,L,3],
 // data float[P,L,4], size int32[P]; then train_x [T,N,F], train_y [T,N], valid_x [T,Nv,F],
 // valid_y [T,Nv], epoch_order int32[T,E,N], keys uint32[P,T,K]. Attributes: num_scalars,
-// num_vectors, num_matrices, num_train, num_valid, max_abs_error, accuracy. All float operands
+// num_vectors, num_matrices, num_train, num_valid, max_abs_error, accuracy (0: RMS error,
+// 1: binary accuracy, K >= 2: multi-class accuracy with K classes). All float operands
 // and results share one dtype (f32 or f64): that is the compute dtype.
 //
 // The including file defines, before including this header:
@@ -111,7 +112,11 @@ ffi::Error BuildProblem(Problem<T>& pb, ffi::DataType dt, const ffi::AnyBuffer* 
   pb.num_train = num_train;
   pb.num_valid = num_valid;
   pb.max_abs_error = max_abs_error;
-  pb.accuracy = accuracy != 0;
+  pb.accuracy = accuracy == 1;
+  pb.num_classes = accuracy >= 2 ? static_cast<int32_t>(accuracy) : 0;
+  if (accuracy < 0 || accuracy > F || (accuracy >= 2 && V < 3)) {
+    return ffi::Error::InvalidArgument("accuracy must be 0, 1 or K classes (2 <= K <= F, V >= 3)");
+  }
   static const char* kNames[3] = {"setup", "predict", "learn"};
   for (int f = 0; f < 3; ++f) {
     const ffi::AnyBuffer& op = prog[4 * f + 0];

