@@ -5,9 +5,10 @@ Each step (the paper alternates phases of many steps; here one of each per step)
 1. shared weights: the controller samples a child, which takes one SGD step on a
    training batch (only its ops compute);
 2. controller: ``num_samples`` children are sampled and scored on a validation batch with
-   the shared weights (their accuracy, vmapped); REINFORCE with an exponential-moving-
+   the shared weights (their accuracy); REINFORCE with an exponential-moving-
    average baseline: ``loss = -mean(log p(child) * (reward - baseline))``, reward plus
-   ``entropy_weight`` times the sample's entropy, Adam.
+   ``entropy_weight`` times the sample's entropy, Adam. The children are scored one after
+   the other (``lax.map``), so each computes only its own ops.
 
 Defaults (paper, CIFAR-10): controller Adam lr 3.5e-4, entropy weight 1e-4, baseline
 decay 0.99 (authors' code), LSTM 100 hidden units, tanh constant 2.5, temperature 5.0
@@ -120,7 +121,13 @@ class Enas(WeightSharingAlgorithm):
             dna = DNA(ints, jnp.asarray(sp.float_low))
             return fns.loss(params, state.arch, rest, valid_batch, from_dna(sp, dna))[1][0]
 
-        acc = jax.lax.stop_gradient(jax.vmap(reward_of)(dnas.ints))
+        # one child after the other: under vmap each mixed op's switch would become a
+        # select that runs every candidate
+        if self.num_samples == 1:
+            acc = reward_of(dnas.ints[0])[None]
+        else:
+            acc = jax.lax.map(reward_of, dnas.ints)
+        acc = jax.lax.stop_gradient(acc)
         gd, _, c_rest = self._ctrl
 
         def pg_loss(c_params):

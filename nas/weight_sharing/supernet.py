@@ -54,6 +54,7 @@ from nas.space import (
     _CMany,
 )
 from nas.weight_sharing import selection as sel_mod
+from nas.weight_sharing.canonical_conv import use_canonical_convs
 
 NONE_NAMES = ("none", "zero", "zeros")
 MAX_VARIANTS = 64
@@ -86,9 +87,10 @@ def _shape_str(tree: Any) -> str:
 class MixedOp(nnx.Module):
     """Every candidate of one decision (an int DNA slot); runs as the selection says."""
 
-    def __init__(self, name: str, slot: int, candidates: list):
+    def __init__(self, name: str, slot: int, candidates: list, canonical_convs: bool = True):
         self.name = name
         self.slot = slot
+        self.canonical_convs = canonical_convs
         self.candidates = nnx.List([_as_module(c) for c in candidates])
 
     def __call__(self, *args, **kwargs):
@@ -103,12 +105,18 @@ class MixedOp(nnx.Module):
             return total
         idx = sel.index[..., self.slot]
         # functional switch: the branches get the candidates' state explicitly and
-        # return what a forward pass may change (e.g. batch statistics; never Params)
+        # return what a forward pass may change (e.g. batch statistics; never Params).
+        # The branch's private copy of the candidates uses canonical_conv's convolution
+        # (same value and gradient; XLA:CPU runs JAX's own gradient convolutions ~30x
+        # slower inside a conditional's branch).
         graphdef, state = nnx.split(self.candidates)
         mutable = nnx.Not(nnx.Param)
+        canonical = self.canonical_convs
 
         def branch(j, state, a, k):
             cands = nnx.merge(graphdef, state, copy=True)
+            if canonical:
+                use_canonical_convs(cands)
             out = cands[j](*a, **k)
             return out, nnx.state(cands, mutable)
 
@@ -186,8 +194,9 @@ def _replace(node: Any, target: Any, new: Any) -> Any:
 
 
 class _Builder:
-    def __init__(self, space: Space, seed: int | None):
+    def __init__(self, space: Space, seed: int | None, canonical_convs: bool = True):
         self.space = space
+        self.canonical_convs = canonical_convs
         self.mixed: list[MixedOp] = []
         # like space.materialize: fresh copies of the template's nnx.Rngs (never advanced)
         fresh = getattr(space, "_fresh_rngs", None)
@@ -197,7 +206,7 @@ class _Builder:
         return self.space.int_decisions[slot].name
 
     def mixed_op(self, slot: int, candidates: list) -> MixedOp:
-        op = MixedOp(self.name(slot), slot, candidates)
+        op = MixedOp(self.name(slot), slot, candidates, self.canonical_convs)
         self.mixed.append(op)
         return op
 
@@ -277,15 +286,23 @@ class Supernet(nnx.Module):
     Attributes: ``net`` (the user's model with mixed ops), ``alpha`` (``nas.ArchParam``,
     float32[n_int, max_choices]), ``space``; static per-slot masks ``param_free``
     (candidate has no ``nnx.Param``), ``is_none`` (candidate named none/zero) and
-    ``op_slot`` (the slot mixes parameter-free and parametric candidates)."""
+    ``op_slot`` (the slot mixes parameter-free and parametric candidates).
+
+    ``canonical_convs`` (default True): in hard mode the chosen candidate's ``nnx.Conv``
+    layers run :func:`nas.weight_sharing.canonical_conv.conv_general_dilated` (same value
+    and gradient, fast inside ``lax.switch`` on XLA:CPU; no forward-mode ``jax.jvp``
+    through a hard mixed op then); False runs them as written."""
 
     def __init__(self, space: Space, *, seed: int | None = None, alpha_scale: float = 1e-3,
-                 none_names: tuple[str, ...] = NONE_NAMES):
+                 none_names: tuple[str, ...] = NONE_NAMES, canonical_convs: bool = True):
         if not isinstance(space, Space):
             raise ValueError(f"Supernet needs a nas.Space, got {type(space).__name__}")
         if seed is not None and not (isinstance(seed, int) and seed >= 0):
             raise ValueError(f"Supernet.seed must be None or an int >= 0, got {seed!r}")
-        builder = _Builder(space, seed)
+        if not isinstance(canonical_convs, bool):
+            raise ValueError(
+                f"Supernet.canonical_convs must be True or False, got {canonical_convs!r}")
+        builder = _Builder(space, seed, canonical_convs)
         self.net = builder.build(space._tree, False)
         if not builder.mixed:
             raise ValueError(
