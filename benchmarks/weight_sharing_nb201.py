@@ -7,9 +7,10 @@
     python benchmarks/weight_sharing_nb201.py --report /tmp/ws_a.jsonl /tmp/ws_b.jsonl ...
 
 Everything uses the table's own protocol (``ground_truth.protocol(table)``: its data set,
-resolution, splits, ``NetConfig``): the supernet trains its weights on the table's
-training split and (DARTS, GDAS, ENAS) its architecture on the validation split, in
-batches of ``--batch``. Per method and seed one JSON line holds:
+resolution, splits, ``NetConfig``) and the benchmark's own space, unchanged
+(``ws.Supernet(nb201.space(net))``: its DNA is the table's cell DNA): the supernet trains
+its weights on the table's training split and (DARTS, GDAS, ENAS) its architecture on the
+validation split, in batches of ``--batch``. Per method and seed one JSON line holds:
 
 * the derived cell (DARTS/GDAS: argmax of alpha without ``none``; ENAS: the controller's
   greedy cell; random search with sharing: the best of ``--candidates`` uniform samples by
@@ -21,6 +22,9 @@ batches of ``--batch``. Per method and seed one JSON line holds:
   stand-alone test accuracy, also without the table's cells whose input cannot reach the
   output (those are at chance under both, which inflates tau);
 * the table cell with the best one-shot accuracy, and its test accuracy and rank;
+* the architecture distribution's final mean entropy per decision (nats; DARTS/GDAS:
+  ``softmax(alpha)``, ENAS: the controller's samples) and its trace, and the logged
+  parameter-free share of the derived (ENAS: sampled) cell;
 * search cost: CPU-seconds of the process (``time.process_time``), wall seconds, load.
 
 ``--references`` runs ``nas.RandomSearch`` and ``nas.RegularizedEvolution`` without
@@ -45,7 +49,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
 
 import nas  # noqa: E402
 from nas import weight_sharing as ws  # noqa: E402
@@ -54,65 +57,6 @@ from nas.benchmarks import nb201  # noqa: E402
 from nas.space import DNA  # noqa: E402
 
 METHODS = ("darts", "gdas", "enas", "rsws")
-
-
-# ------------------------------------------------------------ shareable template
-def _edge(op: str, channels: int, *, rngs: nnx.Rngs) -> nnx.Module:
-    return nb201.op_class(op)(channels, rngs=rngs)
-
-
-class _Cell(nnx.Module):
-    def __init__(self, edges: list):
-        self.edges = nnx.List(edges)
-
-    def __call__(self, x):
-        nodes = [x]
-        for t in range(1, nb201.NUM_NODES):
-            nodes.append(sum(self.edges[e](nodes[f])
-                             for e, (to, f) in enumerate(nb201.EDGES) if to == t))
-        return nodes[-1]
-
-
-class _Net(nnx.Module):
-    """``nb201.NB201Net`` with its blocks given (so the cells can hold choices)."""
-
-    def __init__(self, blocks: list, c0: int, c_out: int, in_channels: int, num_classes: int,
-                 *, rngs: nnx.Rngs):
-        self.stem = nnx.Conv(in_channels, c0, (3, 3), padding="SAME", use_bias=False,
-                             rngs=rngs)
-        self.stem_norm = nb201.BatchStatNorm(c0)
-        self.blocks = nnx.List(blocks)
-        self.head_norm = nb201.BatchStatNorm(c_out)
-        self.classifier = nnx.Linear(c_out, num_classes, rngs=rngs)
-
-    def __call__(self, x):
-        x = self.stem_norm(self.stem(x))
-        for block in self.blocks:
-            x = block(x)
-        return self.classifier(jnp.mean(nnx.relu(self.head_norm(x)), axis=(1, 2)))
-
-
-def shared_space(net: nb201.NetConfig, seed: int) -> nas.Space:
-    """The NB-201 network with one decision per edge (``edge_<to>_<from>``) that every cell
-    of every stage reads: 6 decisions, as ``nb201.space()``, but shareable by a supernet."""
-    rngs = nnx.Rngs(seed)
-    blocks, c = [], net.channels
-    for stage in range(net.num_stages):
-        if stage:
-            blocks.append(nas.deferred(nb201.ResidualReduction)(c, 2 * c, rngs=rngs))
-            c *= 2
-        for _ in range(net.cells_per_stage):
-            blocks.append(nas.deferred(_Cell)([
-                nas.deferred(_edge)(nas.oneof(list(nb201.OPS), name=nb201.edge_name(e)), c,
-                                    rngs=rngs) for e in range(len(nb201.EDGES))]))
-    return nas.Space(nas.deferred(_Net)(blocks, net.channels, c, net.in_channels,
-                                        net.num_classes, rngs=rngs))
-
-
-def slot_order(space: nas.Space) -> np.ndarray:
-    """``order[e]``: the space's DNA slot of NB-201 edge ``e``."""
-    names = [d.name.rsplit("/", 1)[-1] for d in space.int_decisions]
-    return np.array([names.index(nb201.edge_name(e)) for e in range(len(nb201.EDGES))])
 
 
 # ---------------------------------------------------------------------- search
@@ -159,8 +103,7 @@ def standalone(table: gt.Table, cell: np.ndarray) -> tuple[float, bool]:
 
 
 def search_one(method: str, seed: int, args, table: gt.Table, data, net) -> dict:
-    space = shared_space(net, seed)
-    order = slot_order(space)
+    space = nb201.space(net, seed)  # the benchmark's own space, unchanged
     load0 = os.getloadavg()[0]
     w0, c0 = time.time(), time.process_time()
     supernet = ws.Supernet(space, seed=seed)
@@ -176,12 +119,11 @@ def search_one(method: str, seed: int, args, table: gt.Table, data, net) -> dict
         derived = np.asarray(algo.derive(state).ints)
     jax.block_until_ready(derived)
     search_wall, search_cpu = time.time() - w0, time.process_time() - c0
-    cell = derived[order].astype(np.int32)  # back to nb201's edge order
+    cell = derived.astype(np.int32)  # nb201.space's DNA is the table's cell DNA
 
     # one-shot accuracy of every table cell with the inherited weights
-    ints = np.zeros((table.num_architectures, space.n_int), np.int32)
-    ints[:, order] = table.dnas
-    dnas = DNA(jnp.asarray(ints), jnp.zeros((table.num_architectures, 0), jnp.float32))
+    dnas = DNA(jnp.asarray(table.dnas, jnp.int32),
+               jnp.zeros((table.num_architectures, 0), jnp.float32))
     w1, c1 = time.time(), time.process_time()
     one_shot, _ = ws.evaluate_state(algo, state, dnas, valid, chunk=args.chunk)
     one_shot = np.asarray(one_shot, np.float64)
@@ -204,6 +146,12 @@ def search_one(method: str, seed: int, args, table: gt.Table, data, net) -> dict
         "oneshot_top_test_acc": round(float(test[top]), 4),
         "oneshot_top_rank": table.rank(float(test[top])),
         "final_train_loss": round(float(last.get("train_loss", np.nan)), 4),
+        # the architecture distribution at the end (DARTS/GDAS: softmax(alpha); ENAS: the
+        # controller's samples; RS-WS: uniform) and the logged derived/sampled cell
+        "final_entropy": round(float(last.get("entropy", np.log(len(nb201.OPS)))), 4),
+        "final_param_free_share": round(float(last.get("param_free_share", np.nan)), 4),
+        "entropy_trace": [[h["step"], round(float(h["entropy"]), 4)] for h in history
+                          if "entropy" in h],
         "search_cpu_s": round(search_cpu, 1), "search_wall_s": round(search_wall, 1),
         "oneshot_eval_cpu_s": round(eval_cpu, 1), "oneshot_eval_wall_s": round(eval_wall, 1),
         "loadavg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
@@ -265,16 +213,19 @@ def report(paths) -> str:
     rows = read_rows(paths)
     ws_rows = [r for r in rows if r.get("method") in METHODS]
     ref_rows = [r for r in rows if "queries" in r]
-    out = ["| method | seed | derived cell | param-free edges | test acc | rank /100 | "
-           "tau one-shot vs test (live cells) | best-one-shot table cell: test acc (rank) | "
-           "search CPU-s / wall-s |", "|" + "---|" * 9]
+    out = ["| method | seed | steps | derived cell | param-free edges | final entropy (nats, "
+           "max 1.61) | test acc | rank /100 | tau one-shot vs test (live cells) | "
+           "best-one-shot table cell: test acc (rank) | search CPU-s / wall-s |",
+           "|" + "---|" * 11]
     def esc(arch):  # arch strings are full of "|", the markdown column separator
         return arch.replace("|", "\\|")
 
     for r in ws_rows:
         src = "" if r["in_table"] else " (trained)"
-        out.append(f"| {r['method']} | {r['seed']} | `{esc(r['arch'])}` | "
-                   f"{r['param_free_edges']}/6 | "
+        ent = r.get("final_entropy")
+        ent = "-" if ent is None else f"{ent:.3f}"
+        out.append(f"| {r['method']} | {r['seed']} | {r['steps']} | `{esc(r['arch'])}` | "
+                   f"{r['param_free_edges']}/6 | {ent} | "
                    f"{r['test_acc']:.3f}{src} | {r['rank']} | {r['tau_oneshot_test']:.2f} "
                    f"({r['tau_oneshot_test_live']:.2f}) | {r['oneshot_top_test_acc']:.3f} "
                    f"({r['oneshot_top_rank']}) | {r['search_cpu_s']:.0f} / "
