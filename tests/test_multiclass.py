@@ -494,7 +494,8 @@ def test_backends_agree_on_the_baseline_and_do_not_recompile(compile_count):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", backends())
+@SLOW  # compiling the search step: ~15 CPU-s even on the native backend
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_search_runs_on_multiclass_tasks_with_fec(backend):
     from evojax_zero.search.loop import Search, SearchConfig
     from evojax_zero.search.mutation import MutationConfig
@@ -519,3 +520,37 @@ def test_search_runs_on_multiclass_tasks_with_fec(backend):
     again = Search(cfg, t)
     st2 = again.generation(again.generation(again.init(jax.random.key(0))))
     np.testing.assert_array_equal(np.asarray(st2.evolution.fitness), fit)  # same seed, same
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading multi-class programs: dead code and export
+# ---------------------------------------------------------------------------------------------
+
+
+def test_simplify_and_export_follow_the_vector_branch():
+    from evojax_zero.evaluate import analysis
+
+    spec = P.ProgramSpec(num_scalars=4, num_vectors=4, num_matrices=2, feature_size=16,
+                         setup_ops=MLR_SPEC.setup_ops, predict_ops=MLR_SPEC.predict_ops,
+                         learn_ops=[*MLR_SPEC.learn_ops, O.VECTOR_SUM],
+                         max_setup_size=1, max_predict_size=2, max_learn_size=5)
+    lists = {k: [list(r) for r in v] for k, v in MULTINOMIAL_LOGISTIC_REGRESSION.items()}
+    lists["learn"].append([O.VECTOR_SUM, 1, 1, 1])  # v1 is reset before it is read: dead
+    lists["predict"].append([O.MATRIX_VECTOR_PRODUCT, 1, 0, 3])  # v3: Learn sets it first
+    prog = P.from_lists(spec, **lists)
+    keep = analysis.live_instructions(prog, multiclass=True)
+    assert keep == {"setup": [True], "predict": [True, False], "learn": [True] * 4 + [False]}
+    # the scalar branch sees no prediction at all: everything is dead
+    assert not any(any(v) for v in analysis.live_instructions(prog).values())
+    t = T.projected_multiclass([0], num_epochs=1)
+    ev = Evaluator(spec, backend=BACKENDS[-1])
+    fitness = lambda p: float(ev(P.stack([p]), t, jax.random.key(0))[0])  # noqa: E731
+    simple, f = analysis.simplify_verified(prog, spec, fitness)
+    assert f == fitness(prog) > 0.6
+    assert [len(r) for r in P.to_lists(simple).values()] == [1, 1, 4]
+    # the exported functions train as the evaluator does and predict its classes
+    classes = analysis.fit_predict(prog, spec, np.asarray(t.train_x[0]),
+                                   np.asarray(t.train_y[0]), np.asarray(t.valid_x[0]),
+                                   num_classes=10)
+    tr = ev.trace(P.stack([prog]), t, jax.random.key(0))
+    np.testing.assert_array_equal(classes, np.asarray(tr.valid_prediction[0, 0]))
