@@ -6,9 +6,12 @@
     python benchmarks/search.py speed --preset linear --generations 30
     python benchmarks/search.py speed --preset demo --fec-mode host    # host FEC cache
     python benchmarks/search.py checkpoint --seeds 0   # demo with and without checkpoints
+    python benchmarks/search.py speed --ask xla         # the XLA ask instead of the native one
 
 Rates are per wall second and per CPU-second of this process (all its threads), the
-latter comparable to the reference's single-threaded "per CPU-second" figures.
+latter comparable to the reference's single-threaded "per CPU-second" figures; every line
+carries the 1-minute load average. For the reference's conditions pin the process to one
+core with one evaluator thread: ``EVOJAX_ZERO_NUM_THREADS=1 taskset -c 0 python ...``.
 
 Prints one JSON line per measurement.
 """
@@ -31,6 +34,10 @@ def _load():
         return None
 
 
+def _ask_kind(search) -> str:
+    return "native" if search.kernels.native_ask else "xla"
+
+
 def time_to_solution(seeds, population_size, batch_size, max_experiments, fec=True):
     """Each seed in a fresh process state is not possible here: compiled kernels are shared
     across seeds (as they would be in one sweep); the first seed pays the compile."""
@@ -49,7 +56,8 @@ def time_to_solution(seeds, population_size, batch_size, max_experiments, fec=Tr
                           "cpu_s": round(time.process_time() - c0, 1),
                           "individuals": res.individuals, "experiments": res.experiments,
                           "fec": fec, "population": population_size, "batch": batch_size,
-                          "load1": _load(), "device": jax.devices()[0].platform}), flush=True)
+                          "load1": _load(), "device": jax.devices()[0].platform,
+                          "ask": os.environ.get("EVOJAX_ZERO_ASK", "auto")}), flush=True)
 
 
 def checkpoint_cost(seeds, population_size, batch_size, max_experiments, every, seconds):
@@ -81,13 +89,13 @@ def checkpoint_cost(seeds, population_size, batch_size, max_experiments, every, 
                       flush=True)
 
 
-def speed(preset, generations, population_size, batch_size, fec_mode="auto"):
+def speed(preset, generations, population_size, batch_size, fec_mode="auto", fecs=(True, False)):
     import dataclasses
 
     from evojax_zero import experiment
     from evojax_zero.search.loop import Search
 
-    for fec in (True, False):
+    for fec in fecs:
         cfg = experiment.preset(preset, population_size=population_size,
                                 batch_size=batch_size, fec=fec)
         if fec and fec_mode != "auto":
@@ -111,7 +119,8 @@ def speed(preset, generations, population_size, batch_size, fec_mode="auto"):
                           "wall_s": round(dt, 2), "cpu_s": round(cpu, 2), "load1": _load(),
                           "fec_hit_rate": hits, "population": population_size,
                           "batch": batch_size, "backend": s.evaluator.backend,
-                          "fec_kind": s.fec.kind if s.fec else None}), flush=True)
+                          "fec_kind": s.fec.kind if s.fec else None,
+                          "ask": _ask_kind(s)}), flush=True)
 
 
 def main():
@@ -127,10 +136,16 @@ def main():
     p.add_argument("--no-fec", action="store_true", help="tts without FEC")
     p.add_argument("--fec-mode", default="auto", choices=("auto", "host", "native"),
                    help="speed: where the FEC cache lives")
+    p.add_argument("--fec", default="both", choices=("both", "on", "off"),
+                   help="speed: with FEC, without, or both")
+    p.add_argument("--ask", default="auto", choices=("auto", "xla"),
+                   help="the search's ask: native when available (auto) or the XLA one")
     p.add_argument("--checkpoint-every", type=int, default=None,
                    help="checkpoint: generations between saves (default: by time only)")
     p.add_argument("--checkpoint-seconds", type=float, default=60.0)
     a = p.parse_args()
+    if a.ask == "xla":
+        os.environ["EVOJAX_ZERO_ASK"] = "xla"
     if a.what == "tts":
         time_to_solution(a.seeds, a.population_size, a.batch_size, a.max_experiments,
                          not a.no_fec)
@@ -138,7 +153,8 @@ def main():
         checkpoint_cost(a.seeds, a.population_size, a.batch_size, a.max_experiments,
                         a.checkpoint_every, a.checkpoint_seconds)
     else:
-        speed(a.preset, a.generations, a.population_size, a.batch_size, a.fec_mode)
+        speed(a.preset, a.generations, a.population_size, a.batch_size, a.fec_mode,
+              {"both": (True, False), "on": (True,), "off": (False,)}[a.fec])
 
 
 if __name__ == "__main__":

@@ -63,6 +63,8 @@ TARGETS = {
                    (*NVCC_FLAGS, *ARCH_FLAGS), uses_nvcc=True),
     "emulation": Target("emulation", ("interpreter_cuda.cu",), "_evojax_zero_cuda_emulation",
                         EMULATION_FLAGS),
+    # The search's ask (tournament + mutation) in C++ (evojax_zero.search.native_ask).
+    "ask": Target("ask", ("ask.cc",), "_evojax_zero_ask", CXXFLAGS),
 }
 # Back-compatible names of the CPU target.
 LIB_BASENAME = TARGETS["cpu"].basename

@@ -39,6 +39,7 @@ from evojax_zero.program.programs import Program, ProgramSpec
 from evojax_zero.program.tasks import Tasks
 from evojax_zero.search import fec as fec_lib
 from evojax_zero.search import initial as algorithms
+from evojax_zero.search import native_ask
 from evojax_zero.search.distributed import put, to_host
 from evojax_zero.search.fec import FECConfig
 from evojax_zero.search.mutation import MutationConfig, mutate
@@ -273,6 +274,9 @@ class _Kernels:
                 num_train_examples=f.num_train_examples, num_valid_examples=f.num_valid_examples,
                 max_abs_error=config.max_abs_error), config.backend)
             self.fec = fec_lib.make(f, config.max_abs_error, self.prerun.backend)
+        # The ask in one native call when it gives the XLA ask's children (no mesh: the
+        # call is not partitioned); see evojax_zero.search.native_ask.
+        self.native_ask = mesh is None and native_ask.available()
         B = config.batch_size
         self.chunk = next(c for c in range(max(1, B // 8), B + 1) if B % c == 0)
         self.steps_per_generation = config.population_size // B
@@ -291,11 +295,19 @@ class _Kernels:
         """ask -> evaluate -> tell."""
         state, cache = carry
         key, k_ask, k_eval = jax.random.split(state.key, 3)
-        children, _ = self.engine.ask(k_ask, state.evolution, self._mutate)
-        children = self._shard(children)
+        children = self._shard(self.ask(k_ask, state.evolution))
         fitness, cache, stats = self.evaluate(children, k_eval, cache, tasks)
         evolution = self.engine.tell(state.evolution, children, fitness)
         return (SearchState(evolution, key), cache), stats
+
+    def ask(self, key, evolution):
+        """B mutated tournament winners: ``engine.ask(key, evolution, mutate)``, natively
+        when possible (same children)."""
+        if self.native_ask and native_ask.applicable(key, evolution.population):
+            children, _ = native_ask.ask(key, evolution, self.engine, self.config.mutation,
+                                         self.config.spec)
+            return children
+        return self.engine.ask(key, evolution, self._mutate)[0]
 
     def _evaluate_population(self, population, key, cache, tasks):
         """Fitness [P] of the initial population, evaluated in P / B chunks in order."""
