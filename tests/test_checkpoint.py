@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from evojax_zero import experiment
+from evojax_zero.experiment.state import RunState
 
 CFG = dict(population_size=20, batch_size=10, max_train_steps=60000, max_experiments=2,
            sufficient_fitness=1.0, select_num_tasks=3, final_num_tasks=3)
@@ -90,6 +91,8 @@ def test_finished_run_rerun_is_a_noop(reference, tmp_path):
     (SEED, {"max_train_steps": 70000}, "max_train_steps"),
     (SEED, {"fec": False}, "search.fec"),
     (SEED, {"select_num_tasks": 4}, "select_tasks.num_tasks"),
+    (SEED, {"islands_count": 2}, "islands.migrate_every"),
+    (SEED, {"hurdle_tasks": 2}, "hurdle.num_tasks"),
 ])
 def test_mismatched_resume_is_refused_and_changes_nothing(tmp_path, seed, changes, field):
     ckpt = str(tmp_path / "ckpt")
@@ -216,3 +219,43 @@ def test_kill9_at_random_moments_then_resume_is_bit_identical(tmp_path):
         assert a[k] == b[k], k
     np.testing.assert_array_equal(np.asarray(a["history"])[:, [0, 2, 3]],
                                   np.asarray(b["history"])[:, [0, 2, 3]])
+
+
+ISLANDS_HURDLE = dict(islands_count=2, islands_migration_every=1, hurdle_tasks=2,
+                      max_train_steps=120000, max_experiments=1)
+
+
+@pytest.mark.slow
+def test_killed_island_hurdle_fec_run_resumes_bit_identically(tmp_path):
+    """Islands + hurdle + FEC (demo's): stopped twice, resumed: the same populations,
+    programs, counters (hurdle and FEC included) and per-island stats as without a stop;
+    a resume with another island count is refused naming the field."""
+    cfg = _cfg(**ISLANDS_HURDLE)
+    ref = experiment.run(cfg, SEED, **QUIET)
+    assert len(ref.history) >= 4 and ref.hurdle_counters["stopped"] > 0
+    assert len(ref.island_stats) == 2 and ref.fec_hit_rate > 0
+    ckpt = str(tmp_path / "ckpt")
+    for stop in (1, 1):  # a migration (every generation) falls between the stops
+        with pytest.raises(experiment.RunInterrupted):
+            experiment.run(cfg, SEED, checkpoint_dir=ckpt, checkpoint_every=1,
+                           stop_after_generations=stop, **QUIET)
+    with pytest.raises(ValueError, match="islands.num_islands was 2, this run has 3"):
+        experiment.run(_cfg(**{**ISLANDS_HURDLE, "islands_count": 3}), SEED,
+                       checkpoint_dir=ckpt, **QUIET)
+    res = experiment.run(cfg, SEED, checkpoint_dir=ckpt, checkpoint_every=1,
+                         stop_after_generations=len(ref.history) - 2 + 1, **QUIET)
+    _same(res, ref)
+    assert res.hurdle_counters == ref.hurdle_counters
+    assert res.island_stats == ref.island_stats
+
+
+def test_run_state_of_steps_written_before_hurdles_and_islands():
+    """Steps saved before the hurdle/island/CPU fields existed still load (options off);
+    an unknown field is still an error."""
+    meta = RunState().meta()
+    for k in ("cpu_seconds", "solved_cpu_seconds", "hurdle_counters", "hurdle_totals",
+              "island_stats"):
+        del meta[k]
+    assert RunState.from_meta(meta) == RunState()
+    with pytest.raises(ValueError, match="unknown"):
+        RunState.from_meta({**meta, "bogus": 1})

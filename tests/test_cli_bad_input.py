@@ -184,6 +184,24 @@ def test_cli_settings_reach_the_run(scratch, capsys, monkeypatch):
         == [("linear", 10, 5, 7)]
 
 
+def test_cli_hurdle_and_island_settings_reach_the_run(capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli, "run", lambda c, s, **kw: calls.append(c) or _Result())
+    code, _, err = _main(["run", "demo", "--set", "search.hurdle.tasks=3", "--set",
+                          "hurdle.percentile=60", "--set", "islands.count=4", "--set",
+                          "islands_migration_every=5", "--set", "islands_migrants=2",
+                          "--no-progress"], capsys)
+    assert code == 0, err
+    (c,) = calls
+    assert (c.hurdle.num_tasks, c.hurdle.percentile, c.hurdle.threshold) == (3, 60.0, None)
+    assert (c.islands.num_islands, c.islands.migrate_every, c.islands.num_migrants) == (4, 5, 2)
+    calls.clear()
+    _main(["run", "demo", "--set", "hurdle_tasks=1", "--set", "hurdle_kind=threshold",
+           "--set", "hurdle_threshold=0.25"], capsys)
+    assert (calls[0].hurdle.threshold, calls[0].hurdle.percentile, calls[0].islands) == \
+        (0.25, None, None)
+
+
 def test_value_error_inside_a_run_is_reported_without_traceback(capsys, monkeypatch):
     def bad_run(config, seed, **kw):
         raise ValueError("backend='cuda' is unavailable: no GPU")

@@ -1,6 +1,7 @@
 """Islands: each island is a plain Search until migration; ring migration against NumPy;
 same result on 1 and 8 devices (subprocess); checkpoint keeps the islands."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from evojax_zero.engine.regularized import EvolutionState
 from evojax_zero.experiment.checkpoint import Checkpointer
 from evojax_zero.experiment.state import RunState
 from evojax_zero.program import tasks
+from evojax_zero.search import fec as fec_lib
+from evojax_zero.search.hurdles import HurdleConfig
 from evojax_zero.search.islands import IslandConfig, IslandSearch, migrate
 from evojax_zero.search.loop import Search, SearchState
 
@@ -121,6 +124,37 @@ def test_checkpoint_keeps_the_islands(tmp_path):
 def test_bad_island_config():
     with pytest.raises(ValueError, match="num_islands"):
         IslandConfig(num_islands=0)
-    with pytest.raises(ValueError, match="FEC"):
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("islands",))
+    with pytest.raises(ValueError, match="FEC share one cache"):
         IslandSearch(experiment.preset("demo", population_size=8, batch_size=4).search,
-                     tasks.linear_regression(2, 4, 20, 10), IslandConfig())
+                     tasks.linear_regression(2, 4, 20, 10), IslandConfig(), mesh)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["host", "native"])
+def test_islands_with_fec_and_hurdle_give_the_uncached_fitness(mode):
+    """Islands (ring migration every generation) with a hurdle, with and without the shared
+    FEC cache: a cached child gets the fitness its evaluation gives (deterministic
+    programs), so the islands are identical after 3 generations; islands hit each other's
+    entries; lookups as worked out by hand (I*P*T at init, then per generation k per child
+    plus T-k per child past the hurdle)."""
+    if mode == "native" and not fec_lib.supported():
+        pytest.skip("native FEC unavailable")
+    t = tasks.linear_regression(4, 4, 20, 10)
+    ic = IslandConfig(num_islands=3, migrate_every=1, num_migrants=2)
+    h = HurdleConfig(num_tasks=1, percentile=50)
+    out = {}
+    for fec in (None, mode):
+        s = IslandSearch(dataclasses.replace(_cfg(), fec=fec), t, ic, hurdle=h)
+        st = s.init(jax.random.key(0))
+        for _ in range(3):
+            st = s.generation(st)
+        out[fec] = (jax.tree.map(np.asarray, st.evolution), s.counters, s.hurdle_counters)
+    (e0, c0, h0), (e1, c1, h1) = out[None], out[mode]
+    for a, b in zip(jax.tree.leaves(e1), jax.tree.leaves(e0), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert h1 == h0 and h1.children == 3 * 3 * 8 and 0 < h1.stopped < h1.children
+    I, P, T, k, G = 3, 8, 4, 1, 3
+    assert c1.fec_lookups == I * P * T + G * I * P * k + (G * I * P - h1.stopped) * (T - k)
+    assert c1.fec_hits > 0 and c1.fec_lookups - c1.fec_hits < c0.train_steps // 20
+    assert c1.individuals == c0.individuals == (G + 1) * I * P

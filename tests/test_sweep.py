@@ -73,3 +73,37 @@ def test_bad_sweep_input(tmp_path):
     f.write_text("x")
     with pytest.raises(ValueError, match="is a file"):
         sweep.run_sweep([(experiment.preset("linear", **TINY), 0)], str(f))
+
+
+def test_sweep_file_with_hurdles_and_islands_reaches_the_runs_and_the_summary(tmp_path):
+    """Hurdle and island overrides (dotted or not) in a sweep file build the typed configs;
+    the summary gets the island count and what the hurdle saved (no search runs here)."""
+    path = tmp_path / "sweep.yaml"
+    path.write_text("runs:\n"
+                    "  - {preset: linear, seed: 0, overrides: {population_size: 20, "
+                    "batch_size: 10, hurdle.tasks: 2, hurdle_kind: mean}}\n"
+                    "  - {preset: linear, seed: 1, overrides: {population_size: 20, "
+                    "batch_size: 10, islands_count: 4, islands.migration_every: 3}}\n")
+    seen = []
+
+    class Res:
+        search_fitness = select_fitness = final_fitness = 0.5
+        individuals, train_steps, experiments, seconds = 100, 1000, 1, 1.0
+        first_solved_seconds = None
+
+    def fake_run(config, seed, **kw):
+        seen.append(config)
+        os.makedirs(kw["out_dir"], exist_ok=True)
+        r = Res()
+        r.hurdle_counters = ({"children": 80, "stopped": 30, "pairs_avoided": 240,
+                              "train_steps_avoided": 24000} if config.hurdle else None)
+        return r
+
+    rows = sweep.run_sweep(str(path), str(tmp_path / "out"), run_fn=fake_run, log=lambda s: None)
+    h, i = seen[0].hurdle, seen[1].islands
+    assert (h.num_tasks, h.percentile, seen[0].islands) == (2, "mean", None)
+    assert (i.num_islands, i.migrate_every, i.num_migrants, seen[1].hurdle) == (4, 3, 1, None)
+    assert [(r["islands"], r["hurdle_stopped"], r["hurdle_train_steps_avoided"])
+            for r in rows] == [(1, 30, 24000), (4, None, None)]
+    table = (tmp_path / "out" / "summary.md").read_text()
+    assert "| 1 | 30 | 24000 |" in table and "| 4 | - | - |" in table

@@ -229,6 +229,11 @@ def check_run(config: ExperimentConfig, seed, *, out_dir=None, checkpoint_dir=No
                               f"you can write to")
     if config.islands is not None:
         check_island_devices(num_devices, config.islands.num_islands, n["devices"])
+        if num_devices is not None and num_devices > 1 and config.search.fec is not None:
+            raise ConfigError(
+                f"{n['devices']} {num_devices}: islands with the FEC share one cache and run "
+                f"on one device; fix: fec=false to spread the islands over devices, or drop "
+                f"{n['devices']}")
     else:
         check_devices(num_devices, config.search.population_size, n["devices"])
 

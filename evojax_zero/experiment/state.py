@@ -35,10 +35,17 @@ class RunState:
     solved_seconds: float | None = None
     last_population_fitness: list | None = None
     result: dict | None = None
+    cpu_seconds: float | None = None  # CPU-s of the processes that ran it (all threads)
+    solved_cpu_seconds: float | None = None
+    hurdle_counters: dict | None = None  # the running (or last) experiment's HurdleCounters
+    hurdle_totals: dict | None = None  # HurdleCounters summed over finished experiments
+    island_stats: list | None = None  # last finished experiment: best/mean of each island
     search: SearchState | None = None  # device arrays (checkpoint: orbax PyTree)
     cache: dict[str, np.ndarray] | None = None  # FEC cache arrays (checkpoint: orbax PyTree)
 
     _ARRAYS = ("search", "cache")
+    _OPTIONAL = ("cpu_seconds", "solved_cpu_seconds", "hurdle_counters", "hurdle_totals",
+                 "island_stats")
 
     def meta(self) -> dict:
         """The JSON part (everything but the arrays)."""
@@ -51,6 +58,7 @@ class RunState:
     def from_meta(cls, meta: dict, search: SearchState | None = None,
                   cache: dict | None = None) -> RunState:
         names = {f.name for f in dataclasses.fields(cls)} - set(cls._ARRAYS)
+        meta = {**{k: None for k in cls._OPTIONAL}, **meta}  # steps written before them
         if set(meta) != names:
             raise ValueError(f"run state fields differ: missing {sorted(names - set(meta))}, "
                              f"unknown {sorted(set(meta) - names)}")

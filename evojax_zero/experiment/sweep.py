@@ -28,7 +28,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLUMNS = ("job", "preset", "seed", "search_fitness", "select_fitness", "final_fitness",
-           "individuals", "train_steps", "experiments", "seconds")
+           "individuals", "train_steps", "experiments", "seconds", "first_solved_seconds",
+           "islands", "hurdle_stopped", "hurdle_train_steps_avoided")
+_RESULT_COLUMNS = COLUMNS[3:11]  # Result attributes of the same name
 
 
 def job_names(jobs: list[tuple[ExperimentConfig, int]]) -> list[str]:
@@ -54,8 +56,7 @@ def run_sweep(sweep, out_dir: str, *, run_fn=run, checkpoint_seconds: float | No
         log(f"{name}: running")
         res = run_fn(config, seed, out_dir=job_dir, checkpoint_dir=os.path.join(job_dir, "ckpt"),
                      checkpoint_seconds=checkpoint_seconds, progress=False, log=lambda s: None)
-        row = {"job": name, "preset": config.name, "seed": seed,
-               **{k: getattr(res, k) for k in COLUMNS[3:]}}
+        row = summary_row(name, config, seed, res)
         tmp = done + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(row, f)
@@ -68,19 +69,31 @@ def run_sweep(sweep, out_dir: str, *, run_fn=run, checkpoint_seconds: float | No
     return rows
 
 
+def summary_row(name: str, config: ExperimentConfig, seed: int, res) -> dict:
+    """One job's row: its result, island count and what its hurdle saved (None: off)."""
+    h = getattr(res, "hurdle_counters", None)
+    return {"job": name, "preset": config.name, "seed": seed,
+            **{k: getattr(res, k, None) for k in _RESULT_COLUMNS},
+            "islands": config.islands.num_islands if config.islands is not None else 1,
+            "hurdle_stopped": None if h is None else h["stopped"],
+            "hurdle_train_steps_avoided": None if h is None else h["train_steps_avoided"]}
+
+
 def write_summary(rows: list[dict], out_dir: str) -> None:
     """summary.csv, summary.md (one table) and summary.png (final fitness per job)."""
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "summary.csv"), "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w = csv.DictWriter(f, fieldnames=COLUMNS, restval="")
         w.writeheader()
         w.writerows(rows)
 
     def fmt(v):
+        if v is None:
+            return "-"
         return f"{v:.4f}" if isinstance(v, float) else str(v)
 
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in COLUMNS) + " |" for r in rows]
     with open(os.path.join(out_dir, "summary.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(rows)), 3.5))

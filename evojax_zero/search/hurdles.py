@@ -15,8 +15,10 @@ Stage 2 tasks fold their random keys from their index within the remaining tasks
 program using random ops can score differently than without hurdles; deterministic
 programs score bit-identically.
 
-Hurdles and the FEC are exclusive here (``ValueError``): a cached fitness would need the
-stage it came from.
+With the FEC each stage goes through the cache on its own tasks' pairs (keys from one
+pre-run over all tasks, so a pair's key names its task index in the whole search): a cached
+pair gives the fitness its evaluation would (up to FEC's own hash equivalence), and a child
+stopped at the hurdle never looks up or fills its stage-2 pairs (:data:`SKIP_KEY`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 from flax import struct
 
 from evojax_zero.program.tasks import Tasks
+from evojax_zero.search import fec as fec_lib
 from evojax_zero.search.distributed import to_host
 from evojax_zero.search.loop import Search, SearchConfig, SearchState, StepStats, _Kernels
 
@@ -87,12 +90,27 @@ class HurdleCounters:
     def to_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> HurdleCounters:
+        names = {f.name for f in dataclasses.fields(cls)}
+        if set(d) != names:
+            raise ValueError(f"hurdle counters must have the fields {sorted(names)}, got "
+                             f"{sorted(d)}")
+        return cls(**{k: int(v) for k, v in d.items()})
+
+
+# The FEC key that children stopped at the hurdle look up for their stage-2 tasks instead of
+# their own: static shapes need a key for every (child, task) pair, and this one never comes
+# from a pre-run (a 64-bit WellMixedHash equal to it is a 2**-64 event). It occupies one cache
+# entry whose value is never read back for a real pair, and is left out of the counters.
+SKIP_KEY = (0x5EED5EED, 0xD15EA5ED)
+
 
 class _HurdleKernels(_Kernels):
+    """The generation with every batch of children evaluated through the hurdle (with or
+    without the FEC cache)."""
+
     def __init__(self, config: SearchConfig, mesh, hurdle: HurdleConfig):
-        if config.fec is not None:
-            raise ValueError("hurdles and the FEC cannot be combined here; fix: fec='off' "
-                             "with a hurdle, or no hurdle")
         self.hurdle = hurdle
         super().__init__(config, mesh)
 
@@ -108,28 +126,72 @@ class _HurdleKernels(_Kernels):
     def step(self, carry, tasks):
         state, cache = carry
         key, k_ask, k_eval = jax.random.split(state.key, 3)
-        children, _ = self.engine.ask(k_ask, state.evolution, self._mutate)
-        children = self._shard(children)
+        children = self._shard(self.ask(k_ask, state.evolution))
         hurdle = self._hurdle_value(state.evolution.fitness)
-        fitness, stats = self.evaluate_hurdled(children, k_eval, tasks, hurdle)
+        fitness, cache, stats = self.evaluate_hurdled(children, k_eval, cache, tasks, hurdle)
         evolution = self.engine.tell(state.evolution, children, fitness)
         return (SearchState(evolution, key), cache), stats
 
-    def evaluate_hurdled(self, children, key, tasks: Tasks, hurdle):
-        """Fitness [B] and :class:`HurdleStats` of a batch of children."""
+    def evaluate_hurdled(self, children, key, cache, tasks: Tasks, hurdle):
+        """Fitness [B], the FEC cache state and :class:`HurdleStats` of a batch of children:
+        stage 1 scores every child on the first ``k`` tasks; a child whose mean there is
+        ``>= hurdle`` is scored on the other tasks too (stage 2) and gets the mean over all
+        tasks, the others keep their stage-1 mean. With the FEC each stage looks its
+        (child, task) pairs up in the cache (keys from one pre-run over all tasks, so task
+        indices are the search's) and evaluates only the misses; children stopped at the
+        hurdle never touch the cache for stage-2 tasks."""
         B, T, k = children.batch_shape[0], tasks.num_tasks, self.hurdle.num_tasks
         first, rest = tasks[:k], tasks[k:]
         k1, k2 = jax.random.split(key)
-        stage1 = self.evaluator.per_task(children, first, k1).astype(jnp.float32)
-        partial = self.evaluator.combine(stage1)
-        passed = partial >= hurdle
-        order = jnp.argsort(~passed, stable=True).astype(jnp.int32)
-        n_pass = passed.sum(dtype=jnp.int32)
-        stage2 = self._evaluate_selected(children, order, n_pass, k2, rest)
-        full = self.evaluator.combine(jnp.concatenate([stage1, stage2], axis=1))
-        fitness = jnp.where(passed, full, partial)
         zero = jnp.zeros((), jnp.int32)
-        return fitness, HurdleStats(zero, B * k + n_pass * (T - k), zero, B - n_pass)
+        if self.fec is None:
+            stage1 = self.evaluator.per_task(children, first, k1).astype(jnp.float32)
+            passed = self.evaluator.combine(stage1) >= hurdle
+            n_pass = passed.sum(dtype=jnp.int32)
+            stage2 = self._evaluate_selected(children, _first(passed), n_pass, k2, rest)
+            stats = HurdleStats(zero, B * k + n_pass * (T - k), zero, B - n_pass)
+        else:
+            train_error, valid_error, prerun_steps = self._prerun_trace(children, tasks)
+            hashes = self.fec.hash(train_error, valid_error, tasks.num_train * tasks.num_epochs)
+            stage1, cache, ev1, hit1 = self._fec_stage(children, hashes[:, :k], None, k1,
+                                                       first, cache)
+            passed = self.evaluator.combine(stage1) >= hurdle
+            n_pass = passed.sum(dtype=jnp.int32)
+            stage2, cache, ev2, hit2 = self._fec_stage(children, hashes[:, k:], passed, k2,
+                                                       rest, cache)
+            stats = HurdleStats(prerun_steps.sum(dtype=jnp.int32), ev1 + ev2, hit1 + hit2,
+                                B - n_pass)
+        full = self.evaluator.combine(jnp.concatenate([stage1, stage2], axis=1))
+        fitness = jnp.where(passed, full, self.evaluator.combine(stage1))
+        return fitness, cache, stats
+
+    def _fec_stage(self, children, hashes, active, key, tasks, cache):
+        """Per-task fitness [B, t] of ``tasks`` through the FEC cache for the ``active``
+        children (None: all; inactive rows look up :data:`SKIP_KEY` and come back 0);
+        returns it with the cache and the evaluated / hit pair counts of active rows."""
+        if active is not None:
+            skip = jnp.asarray(SKIP_KEY, jnp.uint32)
+            hashes = jnp.where(active[:, None, None], hashes, skip)
+        cache, source, cached = self.fec.lookup(cache, hashes)
+        miss = source == -1
+        if active is not None:
+            miss = miss & active[:, None]
+        need = miss.any(axis=1)
+        per_task = self._evaluate_selected(children, _first(need), need.sum(dtype=jnp.int32),
+                                           key, tasks)
+        cache = self.fec.fill(cache, hashes, source, per_task)
+        out = fec_lib.resolve(source, cached, per_task)
+        hit = source != -1
+        if active is not None:
+            out = jnp.where(active[:, None], out, 0.0)
+            hit = hit & active[:, None]
+        return (out.astype(jnp.float32), cache, miss.sum(dtype=jnp.int32),
+                hit.sum(dtype=jnp.int32))
+
+
+def _first(mask):
+    """Indices with ``mask`` first, each group in order (int32 [B])."""
+    return jnp.argsort(~mask, stable=True).astype(jnp.int32)
 
 
 @functools.lru_cache(maxsize=16)
@@ -148,7 +210,8 @@ class HurdleSearch(Search):
         super().__init__(config, tasks, mesh)
         self.hurdle = hurdle
         self.kernels = _kernels(config, mesh, hurdle)
-        self.engine, self.evaluator = self.kernels.engine, self.kernels.evaluator
+        self.engine, self.evaluator, self.fec = (self.kernels.engine, self.kernels.evaluator,
+                                                 self.kernels.fec)
         self.hurdle_counters = HurdleCounters()
 
     def init(self, key: jax.Array) -> SearchState:
