@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from evojax_zero import experiment
+from evojax_zero.experiment.checkpoint import Checkpointer, run_identity
 from evojax_zero.experiment.state import RunState
 
 CFG = dict(population_size=20, batch_size=10, max_train_steps=60000, max_experiments=2,
@@ -91,8 +92,8 @@ def test_finished_run_rerun_is_a_noop(reference, tmp_path):
     (SEED, {"max_train_steps": 70000}, "max_train_steps"),
     (SEED, {"fec": False}, "search.fec"),
     (SEED, {"select_num_tasks": 4}, "select_tasks.num_tasks"),
-    (SEED, {"islands_count": 2}, "islands.migrate_every"),
-    (SEED, {"hurdle_tasks": 2}, "hurdle.num_tasks"),
+    (SEED, {"islands_count": 2}, "islands"),
+    (SEED, {"hurdle_tasks": 2}, "hurdle"),
 ])
 def test_mismatched_resume_is_refused_and_changes_nothing(tmp_path, seed, changes, field):
     ckpt = str(tmp_path / "ckpt")
@@ -221,7 +222,7 @@ def test_kill9_at_random_moments_then_resume_is_bit_identical(tmp_path):
                                   np.asarray(b["history"])[:, [0, 2, 3]])
 
 
-ISLANDS_HURDLE = dict(islands_count=2, islands_migration_every=1, hurdle_tasks=2,
+ISLANDS_HURDLE = dict(islands_count=2, islands_migration_every=2, hurdle_tasks=2,
                       max_train_steps=120000, max_experiments=1)
 
 
@@ -235,7 +236,7 @@ def test_killed_island_hurdle_fec_run_resumes_bit_identically(tmp_path):
     assert len(ref.history) >= 4 and ref.hurdle_counters["stopped"] > 0
     assert len(ref.island_stats) == 2 and ref.fec_hit_rate > 0
     ckpt = str(tmp_path / "ckpt")
-    for stop in (1, 1):  # a migration (every generation) falls between the stops
+    for stop in (1, 1):  # resumed at generation 1 and 2: migrations (every 2nd) in between
         with pytest.raises(experiment.RunInterrupted):
             experiment.run(cfg, SEED, checkpoint_dir=ckpt, checkpoint_every=1,
                            stop_after_generations=stop, **QUIET)
@@ -249,7 +250,7 @@ def test_killed_island_hurdle_fec_run_resumes_bit_identically(tmp_path):
     assert res.island_stats == ref.island_stats
 
 
-def test_run_state_of_steps_written_before_hurdles_and_islands():
+def test_run_state_of_steps_written_before_hurdles_and_islands(tmp_path):
     """Steps saved before the hurdle/island/CPU fields existed still load (options off);
     an unknown field is still an error."""
     meta = RunState().meta()
@@ -259,3 +260,11 @@ def test_run_state_of_steps_written_before_hurdles_and_islands():
     assert RunState.from_meta(meta) == RunState()
     with pytest.raises(ValueError, match="unknown"):
         RunState.from_meta({**meta, "bogus": 1})
+    # and their identity (no hurdle / islands entries) matches a run with both off
+    identity = run_identity(_cfg(), SEED)
+    old = {k: v for k, v in identity.items() if k not in ("hurdle", "islands")}
+    Checkpointer(str(tmp_path / "old"), old).save(RunState(experiment=1))
+    assert Checkpointer(str(tmp_path / "old"), identity).restore(None, None).experiment == 1
+    Checkpointer(str(tmp_path / "isl"), {**old, "islands.num_islands": "2"}).save(RunState())
+    with pytest.raises(ValueError, match="islands was <absent>, this run has None"):
+        Checkpointer(str(tmp_path / "isl"), identity).restore(None, None)

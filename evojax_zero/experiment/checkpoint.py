@@ -128,8 +128,9 @@ class Checkpointer:
     def _check_identity(self, saved: dict, step: int) -> None:
         for name in sorted(set(saved) | set(self.identity)):
             a, b = saved.get(name, "<absent>"), self.identity.get(name, "<absent>")
-            if {a, b} == {"<absent>", "None"}:
-                continue  # an option added since (hurdle, islands) that this run leaves off
+            if {a, b} == {"<absent>", "None"} and not any(
+                    k.startswith(name + ".") for k in (*saved, *self.identity)):
+                continue  # an option added since (hurdle, islands), off in both runs
             if a != b:
                 raise ValueError(
                     f"checkpoint {self.directory} (step {step}) belongs to another run: "
