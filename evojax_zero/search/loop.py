@@ -278,7 +278,10 @@ class _Kernels:
         # call is not partitioned); see evojax_zero.search.native_ask.
         self.native_ask = mesh is None and native_ask.available()
         B = config.batch_size
-        self.chunk = next(c for c in range(max(1, B // 8), B + 1) if B % c == 0)
+        # Programs with an FEC miss are evaluated in chunks of about B / 20 (5 of 100): a
+        # chunk is evaluated whole, so larger chunks evaluate more programs that hit the
+        # cache (B / 8 cost 40% more CPU per demo generation); smaller ones add calls.
+        self.chunk = next(c for c in range(max(1, B // 20), B + 1) if B % c == 0)
         self.steps_per_generation = config.population_size // B
         self.generation = jax.jit(self._generation, donate_argnums=(1,))
         self.evaluate_population = jax.jit(self._evaluate_population, donate_argnums=(2,))
