@@ -554,3 +554,38 @@ def test_simplify_and_export_follow_the_vector_branch():
                                    num_classes=10)
     tr = ev.trace(P.stack([prog]), t, jax.random.key(0))
     np.testing.assert_array_equal(classes, np.asarray(tr.valid_prediction[0, 0]))
+
+
+# ---------------------------------------------------------------------------------------------
+# The CUDA kernel's driver on multi-class tasks (host emulation; no GPU needed)
+# ---------------------------------------------------------------------------------------------
+
+
+@SLOW  # builds the emulation library (minutes of compiler time on 2 cores)
+def test_cuda_kernel_emulated_on_the_host_equals_the_native_backend(tmp_path):
+    import ctypes
+
+    from evojax_zero.native import build, cuda
+
+    if not native.available() or not build.find_compiler():
+        pytest.skip("needs the native backend and a C++ compiler")
+    inc, jaxlib_version = build.jax_include_dir()
+    path = str(tmp_path / "_evojax_zero_cuda_emulation_mc.so")
+    build.compile_library(path, inc, jaxlib_version, target="emulation")
+    lib = ctypes.CDLL(path)
+    target = "evojax_zero_cuda_emu_multiclass_trace"
+    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(lib.EvojaxZeroTrace), platform="cpu")
+    rng = np.random.default_rng(7)
+    progs = [random_program(rng) for _ in range(N_PROGRAMS)]
+    task_list = [random_task(rng, K) for K in (3, 3)]
+    for precision in PRECISIONS:
+        with x64(precision):
+            batch = P.stack([P.from_lists(RAND_SPEC, **p) for p in progs])
+            tasks = to_tasks(task_list, precision)
+            key = jax.random.key(0)
+            want = jax.device_get(native.trace(RAND_SPEC, None, batch, tasks, key))
+            got = jax.device_get(cuda.trace_target(target, RAND_SPEC, None, batch, tasks, key))
+        assert np.asarray(want["stopped"]).any() and (np.asarray(want["fitness"]) > 0.4).any()
+        for name in want:
+            np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(want[name]),
+                                          err_msg=f"{precision} {name}")
