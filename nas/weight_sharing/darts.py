@@ -32,7 +32,6 @@ from nas.weight_sharing.training import (
     SearchState,
     WeightOptim,
     init_state,
-    weight_step,
 )
 
 HYPERGRADIENTS = ("exact", "finite_difference")
@@ -40,6 +39,20 @@ HYPERGRADIENTS = ("exact", "finite_difference")
 
 def _global_norm(tree) -> jax.Array:
     return optax.tree.norm(tree)
+
+
+class PiecewiseStep:
+    """A step made of separately jitted pieces; ``_cache_size()`` sums their compiles."""
+
+    def __init__(self, fn, jitted: dict):
+        self.fn = fn
+        self.jitted = jitted
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+    def _cache_size(self) -> int:
+        return sum(f._cache_size() for f in self.jitted.values())
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -64,62 +77,132 @@ class Darts(WeightSharingAlgorithm):
         object.__setattr__(self, "a_tx", self.arch.make())
         object.__setattr__(self, "w_lr", self.weights.schedule(self.num_steps))
         super().__post_init__()
+        if self.order == 2:
+            jitted = {k: jax.jit(v) for k, v in self._pieces().items()}
+            jitted["combine_and_update"] = jax.jit(self._combine_and_update)
+            jitted["finish"] = jax.jit(self._finish)
+            object.__setattr__(self, "_jitted", jitted)
+            object.__setattr__(self, "_step", PiecewiseStep(self._piecewise_step, jitted))
 
     def init(self) -> SearchState:
         """State from the supernet's current weights and ``alpha``."""
         return init_state(*self._init_parts, self.w_tx, self.a_tx)
 
     # ------------------------------------------------------------------ gradients
-    def arch_gradient(self, state: SearchState, train_batch, valid_batch):
-        """``(grad wrt arch, valid_loss)`` for this algorithm's order / hypergradient."""
+    # Second order runs as a few separately jitted pieces (one compile each, reused at
+    # equal shapes: the train and valid batches share one compile of the loss gradient)
+    # instead of one program holding five backward passes: the first step compiles in
+    # about a third of the time, and later steps run the same computation.
+    def _loss_grads(self, params, arch, rest, batch, base, step):
+        """The loss under ``mix(alpha)`` and its gradients, plus the cheap elementwise
+        points the second-order step needs next, from ``dw`` and ``base`` (one compile
+        serves every loss gradient of the step): ``(loss, metric, new_rest, dw, da,
+        virtual, w_plus, w_minus, eps)`` with ``virtual = base - xi * (dw + wd * base)``
+        (the virtual step, ``xi`` the weight lr at ``step``) and ``w+- = base +- eps * dw``,
+        ``eps = 0.01 / ||dw||`` (the paper's eq. 8)."""
         fns, sp = self.fns, self.space
-        rest = state.rest
 
-        def val_loss(params, arch):
-            return fns.loss(params, arch, rest, valid_batch, mix(sp, fns.alpha(arch)))[0]
+        def f(params, arch):
+            return fns.loss(params, arch, rest, batch, mix(sp, fns.alpha(arch)))
 
-        def train_loss(params, arch):
-            return fns.loss(params, arch, rest, train_batch, mix(sp, fns.alpha(arch)))[0]
-
-        if self.order == 1:
-            loss, g = jax.value_and_grad(val_loss, argnums=1)(state.params, state.arch)
-            return g, loss
-        xi = self.w_lr(state.step)
-        wd = self.weights.weight_decay
-
-        def virtual_step(params, arch):
-            g = jax.grad(train_loss)(params, arch)
-            return jax.tree.map(lambda w, d: w - xi * (d + wd * w), params, g)
-
-        if self.hypergradient == "exact":
-            def unrolled(arch):
-                return val_loss(virtual_step(state.params, arch), arch)
-
-            loss, g = jax.value_and_grad(unrolled)(state.arch)
-            return g, loss
-        w2 = virtual_step(state.params, state.arch)
-        loss, (dw, da) = jax.value_and_grad(val_loss, argnums=(0, 1))(w2, state.arch)
+        (loss, (metric, new_rest)), (dw, da) = jax.value_and_grad(
+            f, argnums=(0, 1), has_aux=True)(params, arch)
+        xi, wd = self.w_lr(step), self.weights.weight_decay
+        virtual = jax.tree.map(lambda w, d: w - xi * (d + wd * w), base, dw)
         eps = 0.01 / _global_norm(dw)
-        w_plus = jax.tree.map(lambda w, d: w + eps * d, state.params, dw)
-        w_minus = jax.tree.map(lambda w, d: w - eps * d, state.params, dw)
-        g_plus = jax.grad(train_loss, argnums=1)(w_plus, state.arch)
-        g_minus = jax.grad(train_loss, argnums=1)(w_minus, state.arch)
-        g = jax.tree.map(lambda a, p, m: a - xi * (p - m) / (2 * eps), da, g_plus, g_minus)
-        return g, loss
+        w_plus = jax.tree.map(lambda w, d: w + eps * d, base, dw)
+        w_minus = jax.tree.map(lambda w, d: w - eps * d, base, dw)
+        return loss, metric, new_rest, dw, da, virtual, w_plus, w_minus, eps
+
+    def _arch_grad(self, params, arch, rest, batch):
+        """``d loss / d arch`` under ``mix(alpha)`` (the finite difference's w+ and w-)."""
+        fns, sp = self.fns, self.space
+        return jax.grad(lambda a: fns.loss(params, a, rest, batch, mix(sp, fns.alpha(a)))[0])(
+            arch)
+
+    def _mixed_hvp(self, params, arch, rest, batch, v):
+        """``d/d arch <grad_w loss(w, arch), v>`` at ``w = params``: the exact second-order
+        term, as the directional derivative of ``grad_arch loss`` along ``v`` (forward over
+        reverse)."""
+        return jax.jvp(lambda w: self._arch_grad(w, arch, rest, batch), (params,), (v,))[1]
+
+    def _combine(self, step, da, second):
+        """The hypergradient: ``da - xi * hvp`` (exact) or ``da - xi * (g+ - g-) / 2 eps``
+        (finite difference, ``second = (g+, g-, eps)``)."""
+        xi = self.w_lr(step)
+        if self.hypergradient == "exact":
+            return jax.tree.map(lambda a, h: a - xi * h, da, second)
+        g_plus, g_minus, eps = second
+        return jax.tree.map(lambda a, p, m: a - xi * (p - m) / (2 * eps), da, g_plus, g_minus)
+
+    def _hypergradient(self, state: SearchState, train_batch, valid_batch, f):
+        """Second-order ``(da, valid_loss, second)`` from the pieces in ``f`` (a dict of the
+        methods above, plain or jitted); :meth:`_combine` makes the hypergradient."""
+        rest, params, arch, step = state.rest, state.params, state.arch, state.step
+        w2 = f["loss_grads"](params, arch, rest, train_batch, params, step)[5]
+        loss, _, _, dw2, da, _, w_plus, w_minus, eps = f["loss_grads"](
+            w2, arch, rest, valid_batch, params, step)
+        if self.hypergradient == "exact":
+            return da, loss, f["mixed_hvp"](params, arch, rest, train_batch, dw2)
+        g_plus = f["arch_grad"](w_plus, arch, rest, train_batch)
+        g_minus = f["arch_grad"](w_minus, arch, rest, train_batch)
+        return da, loss, (g_plus, g_minus, eps)
+
+    def _pieces(self) -> dict:
+        return {"loss_grads": self._loss_grads, "arch_grad": self._arch_grad,
+                "mixed_hvp": self._mixed_hvp}
+
+    def arch_gradient(self, state: SearchState, train_batch, valid_batch):
+        """``(grad wrt arch, valid_loss)`` for this algorithm's order / hypergradient
+        (pure, jittable as one program)."""
+        if self.order == 1:
+            fns, sp = self.fns, self.space
+
+            def val_loss(arch):
+                return fns.loss(state.params, arch, state.rest, valid_batch,
+                                mix(sp, fns.alpha(arch)))[0]
+
+            loss, da = jax.value_and_grad(val_loss)(state.arch)
+            return da, loss
+        da, loss, second = self._hypergradient(state, train_batch, valid_batch, self._pieces())
+        return self._combine(state.step, da, second), loss
 
     # ----------------------------------------------------------------------- step
-    def _step_impl(self, state: SearchState, train_batch, valid_batch, key):
-        del key  # deterministic
-        fns = self.fns
-        a_grad, v_loss = self.arch_gradient(state, train_batch, valid_batch)
+    def _arch_update(self, state: SearchState, a_grad):
         a_upd, a_opt = self.a_tx.update(a_grad, state.a_opt, state.arch)
-        arch = optax.apply_updates(state.arch, a_upd)
-        moved = state.replace(arch=arch, a_opt=a_opt)
-        params, w_opt, rest, t_loss, t_acc, w_ok = weight_step(
-            fns, self.w_tx, moved, train_batch, mix(self.space, fns.alpha(arch)))
+        return state.replace(arch=optax.apply_updates(state.arch, a_upd), a_opt=a_opt)
+
+    def _combine_and_update(self, state: SearchState, da, second):
+        a_grad = self._combine(state.step, da, second)
+        return self._arch_update(state, a_grad), a_grad
+
+    def _finish(self, state: SearchState, moved: SearchState, a_grad, v_loss, t_loss, t_acc,
+                rest, dw):
+        """The weight update, the NaN guard and the metrics."""
+        updates, w_opt = self.w_tx.update(dw, moved.w_opt, moved.params)
+        params = optax.apply_updates(moved.params, updates)
         new = moved.replace(params=params, w_opt=w_opt, rest=rest, step=state.step + 1)
-        ok = w_ok & all_finite(v_loss, a_grad, arch)
+        ok = all_finite(t_loss, dw) & all_finite(v_loss, a_grad, moved.arch)
         out = keep_if(ok, new, state)
         metrics = {"train_loss": t_loss, "train_metric": t_acc, "valid_loss": v_loss,
-                   "finite": ok, **self.arch_metrics(fns.alpha(out.arch))}
+                   "finite": ok, **self.arch_metrics(self.fns.alpha(out.arch))}
         return out, metrics
+
+    def _step_impl(self, state: SearchState, train_batch, valid_batch, key):
+        del key  # deterministic
+        a_grad, v_loss = self.arch_gradient(state, train_batch, valid_batch)
+        moved = self._arch_update(state, a_grad)
+        fns, sp = self.fns, self.space
+        (t_loss, (t_acc, rest)), dw = jax.value_and_grad(fns.loss, has_aux=True)(
+            moved.params, moved.arch, state.rest, train_batch, mix(sp, fns.alpha(moved.arch)))
+        return self._finish(state, moved, a_grad, v_loss, t_loss, t_acc, rest, dw)
+
+    def _piecewise_step(self, state: SearchState, train_batch, valid_batch, key):
+        """Second order: :meth:`_step_impl`'s computation from separately jitted pieces."""
+        del key
+        f = self._jitted
+        da, v_loss, second = self._hypergradient(state, train_batch, valid_batch, f)
+        moved, a_grad = f["combine_and_update"](state, da, second)
+        t_loss, t_acc, rest, dw = f["loss_grads"](moved.params, moved.arch, state.rest,
+                                                  train_batch, state.params, state.step)[:4]
+        return f["finish"](state, moved, a_grad, v_loss, t_loss, t_acc, rest, dw)

@@ -252,3 +252,22 @@ def test_one_template_unchanged_is_searched_by_five_algorithms():
     evo = nas.RegularizedEvolution(sp, population_size=2, tournament_size=2, batch_size=2)
     pair = jax.tree.map(lambda a, b: jnp.stack([a, b]), derived[0], derived[1])
     evo.tell(evo.init(jax.random.key(0)), pair, jnp.array([0.5, 0.4]))
+
+
+@pytest.mark.parametrize("hypergradient", ["exact", "finite_difference"])
+def test_darts_second_order_pieces_equal_one_program(hypergradient):
+    """The second-order step runs as separately jitted pieces (a faster first compile);
+    three steps give the states of the same computation jitted as one program."""
+    algo = ws.Darts(ws.Supernet(mlp_space(), alpha_scale=0.5), num_steps=5, order=2,
+                    hypergradient=hypergradient, weights=ws.WeightOptim(learning_rate=0.5))
+    one_program = jax.jit(algo._step_impl)
+    a = b = algo.init()
+    for i in range(3):
+        batches = (mlp_data(32, i), mlp_data(32, 10 + i), jax.random.key(i))
+        a, ma = algo.step(a, *batches)
+        b, mb = one_program(b, *batches)
+        assert bool(ma["finite"]) and bool(mb["finite"])
+        np.testing.assert_allclose(ma["valid_loss"], mb["valid_loss"], rtol=1e-5)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+    assert float(jnp.abs(algo.fns.alpha(a.arch) - algo.fns.alpha(algo.init().arch)).max()) > 0
