@@ -227,7 +227,8 @@ def parse_cli(items: list[str]) -> dict:
 
 def help_table(defaults: dict[str, dict]) -> str:
     """The ``--set`` keys with type, allowed values, defaults per preset and doc."""
-    lines = ["keys accepted by --set KEY=VALUE (and by sweep files' overrides):"]
+    lines = ["keys accepted by --set KEY=VALUE (and by sweep files' overrides; dotted "
+             "spellings such as hurdle.tasks or islands.count name the same keys):"]
     for o in SCHEMA.values():
         vals = {p: d[o.name] for p, d in defaults.items()}
         if len(set(map(repr, vals.values()))) == 1:
