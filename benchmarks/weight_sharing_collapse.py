@@ -80,27 +80,33 @@ def probs_of(algo, state) -> np.ndarray:
 
 
 def standalone(table: gt.Table, cell, cache: dict) -> tuple[float, bool]:
-    key = tuple(int(v) for v in cell)
-    if key not in cache:
+    """(test accuracy, from the table?) of a cell; ``cache`` maps arch strings to both."""
+    arch = nb201.arch_string(cell)
+    if arch not in cache:
         try:
-            cache[key] = (table.accuracy(np.asarray(key)), True)
+            cache[arch] = (table.accuracy(np.asarray(cell)), True)
         except ValueError:
-            cache[key] = (float(np.mean(gt.train_like(table, np.asarray(key))["test_acc"])),
-                          False)
-    return cache[key]
+            cache[arch] = (float(np.mean(gt.train_like(table, np.asarray(cell))["test_acc"])),
+                           False)
+    return tuple(cache[arch])
 
 
-def fill_standalone(res: dict, table: gt.Table) -> dict:
-    """Stand-alone test accuracy, rank and parameter-free edges of each checkpoint's cell."""
+def fill_standalone(res: dict, table: gt.Table, cache: dict | None = None,
+                    save=None) -> dict:
+    """Stand-alone test accuracy, rank and parameter-free edges of each checkpoint's cell
+    (``cache``: arch string -> result, shared across runs; ``save(cache)`` after each)."""
     w1, c1 = time.time(), time.process_time()
-    cache: dict = {}
+    cache = {} if cache is None else cache
     for cp in res["checkpoints"]:
         acc, in_table = standalone(table, cp["cell"], cache)
+        if save is not None:
+            save(cache)
         cp.update(test_acc=round(acc, 4), in_table=in_table, rank=table.rank(acc),
                   param_free_edges=sum(nb201.OPS[v] in nb201.PARAMETER_FREE
                                        for v in cp["cell"]))
     res.update(standalone_cpu_s=round(time.process_time() - c1, 1),
-               standalone_wall_s=round(time.time() - w1, 1))
+               standalone_wall_s=round(time.time() - w1, 1),
+               complete=res["checkpoints"][-1]["step"] == res["steps"])
     return res
 
 
@@ -200,8 +206,9 @@ def main(argv=None) -> int:
     ap.add_argument("--table", default=None, help="ground-truth table (default: committed)")
     ap.add_argument("--out", default="runs/weight_sharing_collapse")
     ap.add_argument("--plot", nargs="+", default=None, help="JSON files to plot")
-    ap.add_argument("--standalone", default=None,
-                    help="a run's JSON: add its checkpoints' stand-alone accuracy (in place)")
+    ap.add_argument("--standalone", nargs="+", default=None,
+                    help="runs' JSON: write <name>.filled.json with the checkpoints' "
+                         "stand-alone accuracy (cached in <out>/standalone_cache.json)")
     ap.add_argument("--png", default="docs/weight_sharing_collapse.png")
     args = ap.parse_args(argv)
     if args.plot:
@@ -212,13 +219,21 @@ def main(argv=None) -> int:
     table = gt.load_table(args.table)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.standalone:  # fill in a (killed) run's checkpoints
-        res = fill_standalone(json.loads(pathlib.Path(args.standalone).read_text()), table)
-        pathlib.Path(args.standalone).write_text(json.dumps(res))
+    cache_path = out / "standalone_cache.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+
+    def save_cache(c):
+        cache_path.write_text(json.dumps(c))
+
+    if args.standalone:  # fill in (killed or running) runs' checkpoints, into copies
+        for src in args.standalone:
+            res = fill_standalone(json.loads(pathlib.Path(src).read_text()), table, cache,
+                                  save_cache)
+            pathlib.Path(src).with_suffix(".filled.json").write_text(json.dumps(res))
     else:
         path = out / f"{args.method}.json"
         res = search(args, table, lambda r: path.write_text(json.dumps(r)))
-        res = fill_standalone(res, table)
+        res = fill_standalone(res, table, cache, save_cache)
         path.write_text(json.dumps(res))
     print(json.dumps({k: v for k, v in res.items() if k != "history"}), flush=True)
     return 0

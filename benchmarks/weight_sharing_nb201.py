@@ -223,7 +223,7 @@ def report(paths) -> str:
     for r in ws_rows:
         src = "" if r["in_table"] else " (trained)"
         ent = r.get("final_entropy")
-        ent = "-" if ent is None else f"{ent:.3f}"
+        ent = "-" if ent is None else f"{ent:.4f}"
         out.append(f"| {r['method']} | {r['seed']} | {r['steps']} | `{esc(r['arch'])}` | "
                    f"{r['param_free_edges']}/6 | {ent} | "
                    f"{r['test_acc']:.3f}{src} | {r['rank']} | {r['tau_oneshot_test']:.2f} "
