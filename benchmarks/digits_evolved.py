@@ -32,6 +32,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 
@@ -141,7 +142,7 @@ def sklearn_logistic(t, tests):
         clf = LogisticRegression(C=1.0, max_iter=1000).fit(tx[i], ty[i])
         va.append(clf.score(vx[i], vy[i]))
         te.append(clf.score(*tests[i]))
-    return float(np.mean(va)), float(np.mean(te))
+    return float(np.mean(va)), float(np.mean(te)), np.asarray(va), np.asarray(te)
 
 
 def baselines(spec, epochs, emit):
@@ -149,7 +150,7 @@ def baselines(spec, epochs, emit):
     ev = Evaluator(spec, EvalConfig(), "auto")
     common = {"tasks": t.num_tasks, "n_train": t.num_train, "n_valid": t.num_valid,
               "n_test": tt.num_valid, "epochs": epochs}
-    va, te = sklearn_logistic(t, tests)
+    va, te, _, _ = sklearn_logistic(t, tests)
     emit({"method": "sklearn_logistic_regression (lbfgs to convergence, C=1)",
           "valid": round(va, 4), "test": round(te, 4), **common})
     lin = stack([logistic(spec, lr) for lr in LRS])
@@ -212,7 +213,7 @@ def top_k(state, k, island_axis):
 def run_search(a, emit):
     spec, mut = search_space()
     lr_log, (nn_lr, nn_scale) = a.logistic_lr, (a.nn_lr, a.nn_init)
-    search_t = digit_tasks(dataclasses_replace(SEARCH_TASKS, num_tasks=a.search_tasks),
+    search_t = digit_tasks(dataclasses.replace(SEARCH_TASKS, num_tasks=a.search_tasks),
                            a.epochs)
     select_t = select_tasks(a.select_tasks, a.epochs)
     fec = "auto" if a.mode == "fec" else None
@@ -266,30 +267,43 @@ def run_search(a, emit):
     return best
 
 
-def dataclasses_replace(spec, **kw):
-    import dataclasses
-
-    return dataclasses.replace(spec, **kw)
-
-
 def report(a, emit):
+    """The saved program next to the baselines on the final tasks; paired per-task
+    differences against scikit-learn's logistic regression (mean and its standard error
+    over the 100 tasks)."""
     spec, _ = search_space()
-    with open(a.program) as f:
-        prog = from_text(spec, f.read())
-    t, tt, _ = digit_tasks(FINAL_TASKS, a.epochs, with_test=True)
+    paths = a.program.split(",")
+    progs = []
+    for path in paths:
+        with open(path) as f:
+            progs.append(from_text(spec, f.read()))
+    t, tt, tests = digit_tasks(FINAL_TASKS, a.epochs, with_test=True)
     ev = Evaluator(spec, EvalConfig(), "auto")
-    batch = stack([prog, neural_net(spec, a.nn_lr, a.nn_init), logistic(spec, a.logistic_lr)])
-    # random ops (the nets' Gaussian inits) draw from the evaluation key: average 5 keys
-    runs = [score(ev, batch, t, tt, key=k) for k in range(a.eval_keys)]
-    v, te = (np.stack([r[i] for r in runs]) for i in (0, 1))
-    for j, name in enumerate(("evolved", "tuned_neural_net", "tuned_online_logistic")):
-        emit({"method": name, "valid": round(float(v[:, j].mean()), 4),
-              "valid_sd_over_keys": round(float(v[:, j].std()), 4),
-              "test": round(float(te[:, j].mean()), 4),
-              "test_sd_over_keys": round(float(te[:, j].std()), 4), "keys": a.eval_keys,
-              "tasks": t.num_tasks, "epochs": a.epochs})
-    simple = analysis.simplify(prog, spec)
-    print(to_text(simple))
+    names = [f"evolved:{p}" for p in paths] + ["tuned_neural_net", "tuned_online_logistic"]
+    batch = stack([*progs, neural_net(spec, a.nn_lr, a.nn_init),
+                   logistic(spec, a.logistic_lr)])  # one batch: one compilation
+    # random ops (the nets' Gaussian inits) draw from the evaluation key: average the keys
+    per = {split: np.stack([np.asarray(ev.per_task(batch, tasks, jax.random.key(k)))
+                            for k in range(a.eval_keys)])
+           for split, tasks in (("valid", t), ("test", tt))}  # [keys, programs, T]
+    _, _, lr_valid, lr_test = sklearn_logistic(t, tests)
+    lr_per = {"valid": lr_valid, "test": lr_test}
+    emit({"method": "sklearn_logistic_regression", "valid": round(float(lr_valid.mean()), 4),
+          "test": round(float(lr_test.mean()), 4), "tasks": t.num_tasks})
+    for j, name in enumerate(names):
+        rec = {"method": name, "keys": a.eval_keys, "tasks": t.num_tasks, "epochs": a.epochs}
+        for split in ("valid", "test"):
+            x = per[split][:, j]  # [keys, T]
+            d = x.mean(0) - lr_per[split]
+            rec[split] = round(float(x.mean()), 4)
+            rec[f"{split}_sd_over_keys"] = round(float(x.mean(1).std()), 4)
+            rec[f"{split}_minus_sklearn_lr"] = round(float(d.mean()), 4)
+            rec[f"{split}_minus_sklearn_lr_se"] = round(float(d.std(ddof=1) / np.sqrt(d.size)), 4)
+            rec[f"{split}_tasks_better_worse"] = [int((d > 0).sum()), int((d < 0).sum())]
+        emit(rec)
+    for path, prog in zip(paths, progs, strict=True):
+        print(f"# {path}, simplified (instructions that cannot reach the prediction removed)")
+        print(to_text(analysis.simplify(prog, spec)))
 
 
 def main():
@@ -312,7 +326,7 @@ def main():
     p.add_argument("--logistic-lr", type=float, default=0.1)
     p.add_argument("--nn-lr", type=float, default=0.1)
     p.add_argument("--nn-init", type=float, default=0.1)
-    p.add_argument("--program", default=None)
+    p.add_argument("--program", default=None, help="saved program(s), comma-separated")
     p.add_argument("--eval-keys", type=int, default=5)
     p.add_argument("--out", default="/tmp/digits_evolved")
     a = p.parse_args()
