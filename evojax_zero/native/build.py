@@ -34,8 +34,10 @@ HEADERS = ("common.h", "rng.h", "program.h", "execute.h", "interpreter.h", "ffi_
            "thread_pool.h")
 # Portable host flags: no -march=native (a wheel or shared install may run on another CPU) and
 # no FMA contraction or fast-math, so results are reproducible and follow IEEE semantics.
+# -fno-tree-loop-distribute-patterns: the kernel's short fixed-size copies and fills stay
+# inline SIMD moves instead of becoming memcpy/memset calls (10% of the time on linear).
 CXXFLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared", "-fno-math-errno", "-ffp-contract=off",
-            "-fno-plt", "-pthread")
+            "-fno-tree-loop-distribute-patterns", "-fno-plt", "-pthread")
 # H100 / H200 (sm_90) and A100 (sm_80) machine code, plus compute_90 PTX that newer GPUs'
 # drivers compile at load time.
 ARCH_FLAGS = ("-gencode", "arch=compute_80,code=sm_80",

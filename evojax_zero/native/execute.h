@@ -602,14 +602,16 @@ EVOJAX_ZERO_HD EVOJAX_ZERO_INLINE bool ExecuteLanewise(const Instr<T>& I, T* mem
 }
 #undef EVOJAX_ZERO_LANES
 
-// Run n decoded instructions on the first `lanes` lanes of a group (memory: element k of lane
-// l at mem[k * S + l]; rng[l]: lane l's random stream). W is the group's lane capacity. A
-// group of one lane (W == 1: the CUDA kernel, or a batch of one task) runs ExecuteOneLane
-// alone, with no lane loops. `active` (optional): lanes whose results are still read; the
-// others may skip the per-lane ops (their memory and random streams are never used again).
+// Run n decoded instructions on a group (memory: element k of lane l at mem[k * S + l];
+// rng[l]: lane l's random stream). A group of one lane (W == 1: the CUDA kernel, or a batch
+// of one task) runs ExecuteOneLane alone, with no lane loops. A group of W > 1 lanes (CPU)
+// has S == W and always computes all W lanes: the lane loops have a compile-time trip count
+// (straight-line SIMD code, no remainder loops); lanes past the group's tasks ("ghost" lanes)
+// compute values nobody reads. `active` (required for W > 1): lanes whose results are still
+// read; only they run the per-lane ops (random draws, large matrices).
 template <int F, int W, typename T>
 EVOJAX_ZERO_HD inline void Execute(const Instr<T>* EVOJAX_ZERO_RESTRICT prog, int n,
-                                   T* EVOJAX_ZERO_RESTRICT mem, int64_t S, int lanes, Rng* rng,
+                                   T* EVOJAX_ZERO_RESTRICT mem, int64_t S, Rng* rng,
                                    const bool* active = nullptr) {
   if constexpr (W == 1) {  // one lane: a plain pointer where the block is contiguous
     if (S == 1) {
@@ -620,10 +622,10 @@ EVOJAX_ZERO_HD inline void Execute(const Instr<T>* EVOJAX_ZERO_RESTRICT prog, in
   } else {
     for (int i = 0; i < n; ++i) {
       const Instr<T>& I = prog[i];
-      if (ExecuteLanewise<F, W, T>(I, mem, S, lanes)) continue;
-      for (int l = 0; l < lanes; ++l) {
-        if (active && !active[l]) continue;  // a lane whose results are no longer read
-        ExecuteOneLane<F, T, StridedMem<T>>(&I, 1, StridedMem<T>{mem + l, S}, rng[l]);
+      if (ExecuteLanewise<F, W, T>(I, mem, W, W)) continue;
+      for (int l = 0; l < W; ++l) {
+        if (!active[l]) continue;  // a ghost lane, or one whose results are no longer read
+        ExecuteOneLane<F, T, StridedMem<T>>(&I, 1, StridedMem<T>{mem + l, W}, rng[l]);
       }
     }
   }

@@ -202,67 +202,150 @@ EVOJAX_ZERO_HD inline void PredictionProbabilities(const GroupMemory<T>& g, int3
     for (int k = 0; k < F; ++k) g.mem[(v2 + k) * g.stride + l] = p[k];
 }
 
+// The examples of a group's tasks laid out as its lanes read them (built once per call by
+// the CPU backend, shared by every program; null on the device): for train step j of epoch e
+// the features x[e][j][k][l] and labels y[e][j][l] of the example lane l's epoch order picks,
+// and for validation example i x[i][k][l], y[i][l] (W lanes; ghost lanes repeat the last
+// task). Loading an example is then one contiguous copy into v0 (whose F elements of all
+// lanes are contiguous) instead of a gather per lane.
+template <typename T> struct Feed {
+  const T* train_x;  // [epochs run, N, F, W]
+  const T* train_y;  // [epochs run, N, W]
+  const T* valid_x;  // [num_valid, F, W]
+  const T* valid_y;  // [num_valid, W]
+};
+
+// Features into v0 and s0 <- s0 of the W lanes from a feed row (x: [F][W], s0: [W] or null
+// for zeros).
+template <int F, int W, typename T>
+EVOJAX_ZERO_HD EVOJAX_ZERO_INLINE void LoadFeedRow(T* EVOJAX_ZERO_RESTRICT mem, int32_t v0,
+                                                   const T* EVOJAX_ZERO_RESTRICT x,
+                                                   const T* EVOJAX_ZERO_RESTRICT s0) {
+  T* v = mem + static_cast<int64_t>(v0) * W;
+  for (int k = 0; k < F * W; ++k) v[k] = x[k];
+  if (s0) {
+    for (int l = 0; l < W; ++l) mem[l] = s0[l];
+  } else {
+    for (int l = 0; l < W; ++l) mem[l] = T(0);
+  }
+}
+
 // One training epoch of `steps` steps on the live lanes (Predict, early-stop check, Learn).
-// Returns the number of lanes still live.
+// Returns the number of lanes still live. The stride of g is W when W > 1 (CPU groups).
 template <int F, int W, typename T>
 EVOJAX_ZERO_HD int TrainEpoch(const Problem<T>& pb, const Code<T>& code, int64_t epoch,
                               int64_t steps, int nl, Lane<T>* lanes, Rng* rng,
-                              const GroupMemory<T>& g) {
+                              const GroupMemory<T>& g, const Feed<T>* feed = nullptr) {
   const int64_t N = pb.N;
+  const int64_t S = W > 1 ? W : g.stride;
   const int32_t v0 = pb.layout.vec0();
   const T max_err = static_cast<T>(pb.max_abs_error);
   const int32_t K = pb.num_classes;
+  // Regression without traces: the early-stop check of all lanes at once.
+  const bool plain = K == 0 && !pb.accuracy && !(epoch == 0 && pb.train_prediction);
   bool active[W];
   int live = 0;
+  for (int l = 0; l < W; ++l) active[l] = false;
   for (int l = 0; l < nl; ++l) live += active[l] = lanes[l].live;
   for (int64_t j = 0; j < steps && live > 0; ++j) {
     const T* x[W];
     T y[W];
-    for (int l = 0; l < nl; ++l) {
-      const int64_t t = lanes[l].t;
-      int64_t idx = pb.epoch_order[(t * pb.E + epoch) * N + j];
-      idx = idx < 0 ? 0 : (idx >= N ? N - 1 : idx);
-      x[l] = pb.train_x + (t * N + idx) * F;
-      y[l] = pb.train_y[t * N + idx];
-      LoadExample<F>(g, v0, l, x[l], T(0));
-      if (K > 0) LoadLabelVector<F>(g, v0, l, -1);
+    const T* fx = nullptr;
+    if (feed) {
+      fx = feed->train_x + (epoch * N + j) * F * W;
+      const T* fy = feed->train_y + (epoch * N + j) * W;
+      for (int l = 0; l < W; ++l) y[l] = fy[l];
+      LoadFeedRow<F, W>(g.mem, v0, fx, static_cast<const T*>(nullptr));
+      if (K > 0)
+        for (int l = 0; l < nl; ++l) LoadLabelVector<F>(g, v0, l, -1);
+    } else {
+      for (int l = 0; l < nl; ++l) {
+        const int64_t t = lanes[l].t;
+        int64_t idx = pb.epoch_order[(t * pb.E + epoch) * N + j];
+        idx = idx < 0 ? 0 : (idx >= N ? N - 1 : idx);
+        x[l] = pb.train_x + (t * N + idx) * F;
+        y[l] = pb.train_y[t * N + idx];
+        LoadExample<F>(g, v0, l, x[l], T(0));
+        if (K > 0) LoadLabelVector<F>(g, v0, l, -1);
+      }
+      for (int l = nl; l < W; ++l) y[l] = T(0);
     }
-    Execute<F, W>(code.fn[1], code.len[1], g.mem, g.stride, nl, rng, active);
-    for (int l = 0; l < nl; ++l) {
-      Lane<T>& lane = lanes[l];
-      if (!lane.live) continue;
-      T pred, err;
-      if (K > 0) {  // v2 <- softmax (written back); error = sum |one-hot - p|
-        T p[F], d[F];
-        PredictionProbabilities<F>(g, v0, l, K, true, p);
-        const int32_t cls = ClassOf(y[l], K);
-        for (int k = 0; k < F; ++k) d[k] = math::Abs(((k == cls) ? T(1) : T(0)) - p[k]);
-        err = TreeSumInPlace<F>(d);
-        pred = static_cast<T>(Argmax<F>(p));
-      } else {
-        T& s1 = g.mem[g.stride + l];
-        if (pb.accuracy) s1 = Sigmoid(T(s1));
-        err = math::Abs(y[l] - s1);
-        pred = s1;
+    Execute<F, W>(code.fn[1], code.len[1], g.mem, S, rng, active);
+    if (plain) {  // err = |y - s1|; stop where NaN or > max_err
+      const T* s1 = g.mem + S;
+      bool bad[W];
+      bool any = false;
+      for (int l = 0; l < W; ++l) bad[l] = !(math::Abs(y[l] - s1[l]) <= max_err);
+      for (int l = 0; l < W; ++l) any |= active[l] & bad[l];
+      if (any) {
+        for (int l = 0; l < nl; ++l) {
+          if (!(active[l] && bad[l])) continue;
+          lanes[l].live = active[l] = false;
+          lanes[l].steps_run += j + 1;
+          --live;
+        }
       }
-      ++lane.steps_run;
-      if (epoch == 0 && lane.tr_pred) lane.tr_pred[j] = pred;
-      if (math::IsNan(err) || err > max_err) {  // this and later epochs score -1
-        lane.live = active[l] = false;
-        --live;
-        continue;
+    } else {
+      for (int l = 0; l < nl; ++l) {
+        Lane<T>& lane = lanes[l];
+        if (!lane.live) continue;
+        T pred, err;
+        if (K > 0) {  // v2 <- softmax (written back); error = sum |one-hot - p|
+          T p[F], d[F];
+          PredictionProbabilities<F>(g, v0, l, K, true, p);
+          const int32_t cls = ClassOf(y[l], K);
+          for (int k = 0; k < F; ++k) d[k] = math::Abs(((k == cls) ? T(1) : T(0)) - p[k]);
+          err = TreeSumInPlace<F>(d);
+          pred = static_cast<T>(Argmax<F>(p));
+        } else {
+          T& s1 = g.mem[S + l];
+          if (pb.accuracy) s1 = Sigmoid(T(s1));
+          err = math::Abs(y[l] - s1);
+          pred = s1;
+        }
+        if (epoch == 0 && lane.tr_pred) lane.tr_pred[j] = pred;
+        if (math::IsNan(err) || err > max_err) {  // this and later epochs score -1
+          lane.live = active[l] = false;
+          lane.steps_run += j + 1;  // a stopping step counts
+          --live;
+          continue;
+        }
+        // As the reference, the error is recorded only once the early-stop check passed.
+        if (epoch == 0 && lane.tr_err) lane.tr_err[j] = err;
       }
-      // As the reference, the error is recorded only once the early-stop check passed.
-      if (epoch == 0 && lane.tr_err) lane.tr_err[j] = err;
     }
     // Lanes that just stopped run Learn too; nothing of theirs is read again.
-    for (int l = 0; l < nl; ++l) {
-      LoadExample<F>(g, v0, l, x[l], K > 0 ? T(0) : y[l]);
-      if (K > 0) LoadLabelVector<F>(g, v0, l, ClassOf(y[l], K));
+    if (feed) {
+      LoadFeedRow<F, W>(g.mem, v0, fx, K > 0 ? static_cast<const T*>(nullptr) : y);
+      if (K > 0)
+        for (int l = 0; l < nl; ++l) LoadLabelVector<F>(g, v0, l, ClassOf(y[l], K));
+    } else {
+      for (int l = 0; l < nl; ++l) {
+        LoadExample<F>(g, v0, l, x[l], K > 0 ? T(0) : y[l]);
+        if (K > 0) LoadLabelVector<F>(g, v0, l, ClassOf(y[l], K));
+      }
     }
-    Execute<F, W>(code.fn[2], code.len[2], g.mem, g.stride, nl, rng, active);
+    Execute<F, W>(code.fn[2], code.len[2], g.mem, S, rng, active);
   }
+  for (int l = 0; l < nl; ++l)
+    if (lanes[l].live) lanes[l].steps_run += steps;
   return live;
+}
+
+// Lane l's validation aborts: score -1; its memory and random stream set aside when other
+// lanes go on (`active` counts the lanes still validating).
+template <int W, typename T>
+EVOJAX_ZERO_HD inline void AbortLane(int l, const GroupMemory<T>& g, int64_t S, const Rng* rng,
+                                     bool* on, T* loss, bool* aside, Rng* rng_aside,
+                                     int& active) {
+  on[l] = false;
+  loss[l] = T(-1);
+  if (--active > 0) {  // the others go on: keep this lane's state as it is now
+    T* keep = g.saved + l * g.mem_size;
+    for (int64_t k = 0; k < g.mem_size; ++k) keep[k] = g.mem[k * S + l];
+    rng_aside[l] = rng[l];
+    aside[l] = true;
+  }
 }
 
 // Validation after an epoch on the live lanes: each lane's epoch score (see the top of this
@@ -271,33 +354,64 @@ EVOJAX_ZERO_HD int TrainEpoch(const Problem<T>& pb, const Code<T>& code, int64_t
 // exactly the state a run on its own would have.
 template <int F, int W, typename T>
 EVOJAX_ZERO_HD void ValidateEpoch(const Problem<T>& pb, const Code<T>& code, int64_t epoch,
-                                  int nl, Lane<T>* lanes, Rng* rng, const GroupMemory<T>& g) {
+                                  int nl, Lane<T>* lanes, Rng* rng, const GroupMemory<T>& g,
+                                  const Feed<T>* feed = nullptr) {
   const int64_t Nv = pb.Nv;
+  const int64_t S = W > 1 ? W : g.stride;
   const int32_t v0 = pb.layout.vec0();
   const T max_err = static_cast<T>(pb.max_abs_error);
   const int32_t K = pb.num_classes;
   const bool record = epoch == 0;
+  // Regression without traces: losses and abort checks of all lanes at once.
+  const bool plain = K == 0 && !pb.accuracy && !(record && pb.valid_prediction);
   T loss[W];
   bool on[W], aside[W];
   Rng rng_aside[W];
   int active = 0;
-  for (int l = 0; l < nl; ++l) {
+  for (int l = 0; l < W; ++l) {
     loss[l] = T(0);
-    on[l] = lanes[l].live;
+    on[l] = false;
     aside[l] = false;
-    active += on[l];
   }
+  for (int l = 0; l < nl; ++l) active += on[l] = lanes[l].live;
   for (int64_t i = 0; i < pb.num_valid && active > 0; ++i) {
-    for (int l = 0; l < nl; ++l) {
-      LoadExample<F>(g, v0, l, pb.valid_x + (lanes[l].t * Nv + i) * F, T(0));
-      if (K > 0) LoadLabelVector<F>(g, v0, l, -1);
+    T yrow[W];
+    const T* y_of;
+    if (feed) {
+      LoadFeedRow<F, W>(g.mem, v0, feed->valid_x + i * F * W, static_cast<const T*>(nullptr));
+      y_of = feed->valid_y + i * W;
+    } else {
+      for (int l = 0; l < nl; ++l) {
+        LoadExample<F>(g, v0, l, pb.valid_x + (lanes[l].t * Nv + i) * F, T(0));
+        yrow[l] = pb.valid_y[lanes[l].t * Nv + i];
+      }
+      for (int l = nl; l < W; ++l) yrow[l] = T(0);
+      y_of = yrow;
     }
-    Execute<F, W>(code.fn[1], code.len[1], g.mem, g.stride, nl, rng, on);
+    if (K > 0)
+      for (int l = 0; l < nl; ++l) LoadLabelVector<F>(g, v0, l, -1);
+    Execute<F, W>(code.fn[1], code.len[1], g.mem, S, rng, on);
+    if (plain) {  // loss += (y - s1)^2 on the lanes still on; abort where |e| NaN or > max
+      const T* s1 = g.mem + S;
+      bool bad[W];
+      bool any = false;
+      for (int l = 0; l < W; ++l) {
+        const T e = y_of[l] - s1[l];
+        const T sum = loss[l] + e * e;
+        loss[l] = on[l] ? sum : loss[l];
+        bad[l] = !(math::Abs(e) <= max_err);
+      }
+      for (int l = 0; l < W; ++l) any |= on[l] & bad[l];
+      if (any)
+        for (int l = 0; l < nl; ++l)
+          if (on[l] && bad[l]) AbortLane<W>(l, g, S, rng, on, loss, aside, rng_aside, active);
+      continue;
+    }
     for (int l = 0; l < nl; ++l) {
       if (!on[l]) continue;
       Lane<T>& lane = lanes[l];
-      const T y = pb.valid_y[lane.t * Nv + i];
-      T pred = g.mem[g.stride + l];
+      const T y = y_of[l];
+      T pred = g.mem[S + l];
       T abs_err;
       if (K > 0) {  // correct iff argmax(softmax(v2)) is the label; pred = that class
         T p[F];
@@ -325,14 +439,7 @@ EVOJAX_ZERO_HD void ValidateEpoch(const Problem<T>& pb, const Code<T>& code, int
       }
       if (record && lane.va_pred) lane.va_pred[i] = pred;
       if (math::IsNan(abs_err) || abs_err > max_err) {
-        on[l] = false;
-        loss[l] = T(-1);
-        if (--active > 0) {  // the others go on: keep this lane's state as it is now
-          T* keep = g.saved + l * g.mem_size;
-          for (int64_t k = 0; k < g.mem_size; ++k) keep[k] = g.mem[k * g.stride + l];
-          rng_aside[l] = rng[l];
-          aside[l] = true;
-        }
+        AbortLane<W>(l, g, S, rng, on, loss, aside, rng_aside, active);
         continue;
       }
       if (record && lane.va_err) lane.va_err[i] = abs_err;  // only when the check passed
@@ -341,7 +448,7 @@ EVOJAX_ZERO_HD void ValidateEpoch(const Problem<T>& pb, const Code<T>& code, int
   for (int l = 0; l < nl; ++l) {
     if (aside[l]) {
       const T* keep = g.saved + l * g.mem_size;
-      for (int64_t k = 0; k < g.mem_size; ++k) g.mem[k * g.stride + l] = keep[k];
+      for (int64_t k = 0; k < g.mem_size; ++k) g.mem[k * S + l] = keep[k];
       rng[l] = rng_aside[l];
     }
     if (lanes[l].live) lanes[l].ep_score[epoch] = loss[l];
@@ -350,27 +457,34 @@ EVOJAX_ZERO_HD void ValidateEpoch(const Problem<T>& pb, const Code<T>& code, int
 
 // Run program p on tasks t0 .. t0 + nl - 1 (nl <= W lanes, memory wiped here) and write
 // those pairs' outputs. The whole per-pair semantics; the CPU and CUDA drivers differ only
-// in how many lanes a group has and where code and memory live.
+// in how many lanes a group has, where code and memory live and whether examples come
+// from a Feed. For W > 1 the group's stride must be W; lanes nl .. W - 1 are ghosts.
 template <int F, int W, typename T>
 EVOJAX_ZERO_HD void RunGroup(const Problem<T>& pb, int64_t p, int64_t t0, int nl,
                              const Code<T>& code, const GroupMemory<T>& g,
-                             const ZigguratTables* zig) {
+                             const ZigguratTables* zig, const Feed<T>* feed = nullptr) {
   nl = W == 1 ? 1 : nl;
+  const int64_t S = W > 1 ? W : g.stride;
   Lane<T> lanes[W];
   Rng rng[W];
+  bool real[W];
+  for (int l = 0; l < W; ++l) real[l] = l < nl;
   for (int l = 0; l < nl; ++l) StartLane(pb, p, t0 + l, lanes[l], rng[l], zig);
-  for (int64_t k = 0; k < g.mem_size; ++k)
-    for (int l = 0; l < nl; ++l) g.mem[k * g.stride + l] = T(0);
-  Execute<F, W>(code.fn[0], code.len[0], g.mem, g.stride, nl, rng);
+  if (W > 1) {
+    for (int64_t k = 0; k < g.mem_size * W; ++k) g.mem[k] = T(0);
+  } else {
+    for (int64_t k = 0; k < g.mem_size; ++k) g.mem[k * S] = T(0);
+  }
+  Execute<F, W>(code.fn[0], code.len[0], g.mem, S, rng, real);
 
   const int64_t N = pb.N;
   const int64_t epochs_run = N > 0 ? (pb.num_train + N - 1) / N : 0;
   int64_t remaining = pb.num_train;
   for (int64_t epoch = 0; epoch < epochs_run; ++epoch) {
     const int64_t steps = math::Min(N, remaining);
-    if (TrainEpoch<F, W>(pb, code, epoch, steps, nl, lanes, rng, g) == 0) break;
+    if (TrainEpoch<F, W>(pb, code, epoch, steps, nl, lanes, rng, g, feed) == 0) break;
     remaining -= N;
-    ValidateEpoch<F, W>(pb, code, epoch, nl, lanes, rng, g);
+    ValidateEpoch<F, W>(pb, code, epoch, nl, lanes, rng, g, feed);
   }
   for (int l = 0; l < nl; ++l) {
     const int64_t pt = p * pb.T_ + lanes[l].t;
