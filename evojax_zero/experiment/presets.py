@@ -1,5 +1,6 @@
 """The reference's demo / linear / nonlinear configurations, the projected-digits
-baseline, and sweep files (JSON or YAML) that list presets, seeds and overrides."""
+baseline, the paper's adaptation regimes (few_examples, fast_training and their control;
+docs/adaptation.md) and sweep files (JSON or YAML) that list presets, seeds and overrides."""
 
 from __future__ import annotations
 
@@ -10,8 +11,16 @@ import os
 
 import yaml
 
-from evojax_zero.experiment.config import ExperimentConfig, TaskSpec, check_seed
+from evojax_zero.experiment import datasets
+from evojax_zero.experiment.config import (
+    OPTION_DEFAULTS,
+    ExperimentConfig,
+    TaskSpec,
+    check_seed,
+    search_options,
+)
 from evojax_zero.experiment.overrides import SCHEMA, ConfigError, check
+from evojax_zero.experiment.regimes import REGIMES, MulticlassTaskSpec, RegimeTaskSpec
 from evojax_zero.program.programs import ProgramSpec
 from evojax_zero.search import initial as algorithms
 from evojax_zero.search.fec import FECConfig
@@ -22,11 +31,13 @@ from evojax_zero.search.mutation import MutationConfig
 
 DEMO_OPS = ("SCALAR_CONST_SET", "VECTOR_INNER_PRODUCT", "SCALAR_DIFF", "SCALAR_PRODUCT",
             "SCALAR_VECTOR_PRODUCT", "VECTOR_SUM")
-PRESETS = ("demo", "linear", "nonlinear", "digits")
+ADAPTATION_PRESETS = tuple(REGIMES)  # adaptation_control, few_examples, fast_training, multiclass
+PRESETS = ("demo", "linear", "nonlinear", "digits", *ADAPTATION_PRESETS)
 OVERRIDES = tuple(SCHEMA)  # the keys ``preset`` accepts; types and bounds in overrides.SCHEMA
 
 # The preset's value of every override key (batch_size is capped at population_size).
-_COMMON = {"tournament_size": 10, "progress_every": 10000, "backend": "auto"}
+_COMMON = {"tournament_size": 10, "progress_every": 10000, "backend": "auto",
+           **OPTION_DEFAULTS}  # hurdle_* / islands_*: off
 PRESET_DEFAULTS = {
     "demo": {"population_size": 1000, "batch_size": 100, "max_train_steps": 200_000_000,
              "max_experiments": 0, "sufficient_fitness": 0.9999, "fec": True,
@@ -49,8 +60,26 @@ PRESET_DEFAULTS = {
                "search_num_train": None, "select_num_train": None, "final_num_train": None,
                "mutate_prob": 0.9},
 }
+# The adaptation regimes (Real et al. 2020, Sec. 4.3) on projected digits pairs, starting from
+# the hand-written two-layer net; {which}_num_train = training examples each task keeps.
+for _name, _r in REGIMES.items():
+    PRESET_DEFAULTS[_name] = {
+        "population_size": 100, "batch_size": 10, "max_train_steps": 100_000_000,
+        "max_experiments": 1, "sufficient_fitness": 1.0, "fec": False,
+        "search_num_tasks": 10, "select_num_tasks": 10, "final_num_tasks": 100,
+        "search_num_train": _r.num_train, "select_num_train": _r.num_train,
+        "final_num_train": _r.num_train, "mutate_prob": 0.9}
 for _d in PRESET_DEFAULTS.values():
     _d.update(_COMMON)
+
+# The adaptation presets' search space: every op in every function (the paper's Sec. 4.2-4.3
+# space, so noise, normalisation and schedules can appear), memory with spare room next to
+# the two-layer net's S5 V9 M2, and no mutation that re-randomizes a whole function (a
+# search that starts from the hand-written net keeps it and edits it).
+ADAPTATION_OPS = tuple(range(1, 65))
+ADAPTATION_MEMORY = (8, 12, 3, 16)  # S, V, M, F
+ADAPTATION_MAX_SIZES = (10, 16, 26)  # setup, predict, learn
+ADAPTATION_MUTATIONS = (0, 1, 4, 5)  # alter param, randomize instruction, insert, remove
 
 
 def preset_defaults(name: str) -> dict:
@@ -83,7 +112,7 @@ def _settings(name: str, overrides: dict) -> dict:
         raise ConfigError(f"override batch_size: must divide population_size ({P}), got {B}; "
                           f"fix: e.g. batch_size={fit}")
     if v["fec"] and d["search_num_train"] is not None \
-            and v["search_num_train"] < FECConfig().num_train_examples:
+            and 0 < v["search_num_train"] < FECConfig().num_train_examples:
         raise ConfigError(f"override search_num_train: FEC pre-runs "
                           f"{FECConfig().num_train_examples} train examples, got "
                           f"search_num_train={v['search_num_train']}; fix: search_num_train >= "
@@ -137,6 +166,24 @@ def preset(name: str, **overrides) -> ExperimentConfig:
         sel = TaskSpec("teacher", 1, 1000, 100, param_seeds=(9000,), data_seeds=(19000,))
         fin = sel
         rand = False
+    elif name in REGIMES:  # the paper's adaptation regimes, from the two-layer net
+        S, V, M, F = ADAPTATION_MEMORY
+        ops = ADAPTATION_OPS
+        spec = ProgramSpec(S, V, M, F, ops, ops, ops, *ADAPTATION_MAX_SIZES)
+        mut = MutationConfig(ops, ops, ops, mutation_types=ADAPTATION_MUTATIONS,
+                             mutate_prob=mp, setup_size_min=1,
+                             setup_size_max=ADAPTATION_MAX_SIZES[0] + 1, predict_size_min=1,
+                             predict_size_max=ADAPTATION_MAX_SIZES[1] + 1, learn_size_min=1,
+                             learn_size_max=ADAPTATION_MAX_SIZES[2] + 1)
+        sizes, init = (3, 5, 11), "neural_net"
+        TS = RegimeTaskSpec
+        if name == "multiclass":  # all ten classes, from the multi-class two-layer net
+            sizes, init, TS = (3, 4, 11), "multiclass_neural_net", MulticlassTaskSpec
+        epochs = REGIMES[name].num_epochs
+        st = TS(num_tasks=10, num_epochs=epochs, held_out=False)
+        sel = TS(num_tasks=10, num_epochs=epochs, data_seeds=(1000,), held_out=True)
+        fin = TS(num_tasks=100, num_epochs=epochs, data_seeds=(2000,), held_out=True)
+        rand = True
     else:  # digits: the reference's run_baseline.sh on projected digits pairs
         setup = (56, 62, 59, 63, 60, 64, 61)
         predict = (1, 31, 48, 27, 23)
@@ -161,7 +208,25 @@ def preset(name: str, **overrides) -> ExperimentConfig:
                           v["batch_size"], init, sizes, fec, backend=v["backend"])
     return ExperimentConfig(
         name, search, specs["search"], specs["select"], specs["final"], v["max_train_steps"],
-        v["sufficient_fitness"], v["max_experiments"], rand, v["progress_every"])
+        v["sufficient_fitness"], v["max_experiments"], rand, v["progress_every"],
+        **search_options(v))
+
+
+def adaptation_preset(name: str, dataset: str = "digits", **overrides) -> ExperimentConfig:
+    """An adaptation preset (``few_examples``, ``fast_training``, ``adaptation_control``) on
+    ``dataset`` (``digits``, ``mnist`` or ``fashion_mnist``; see ``experiment.datasets``);
+    overrides as :func:`preset`."""
+    if name not in REGIMES:
+        raise ConfigError(f"adaptation_preset: name must be one of {ADAPTATION_PRESETS}, got "
+                          f"{name!r}")
+    try:
+        datasets.check_dataset(dataset)
+    except ValueError as e:
+        raise ConfigError(f"adaptation_preset: {e}; fix: e.g. dataset='mnist'") from None
+    c = preset(name, **overrides)
+    return dataclasses.replace(
+        c, **{f: dataclasses.replace(getattr(c, f), dataset=dataset)
+              for f in ("search_tasks", "select_tasks", "final_tasks")})
 
 
 _RUN_KEYS = ("preset", "seed", "seeds", "overrides")

@@ -6,6 +6,8 @@
 * ``LINEAR``: linear regression by SGD, learning rate 0.01.
 * ``NEURAL_NET``: a two-layer ReLU net (hidden size F) with biases, trained by SGD,
   learning rate 0.01, weights ~ N(0, 0.1).
+* ``MULTICLASS_NEURAL_NET`` (not in the reference): the same net for multi-class tasks
+  (one-hot labels in v1, class scores in v2), trained by SGD on the softmax cross-entropy.
 * ``INTEGRATION_TEST_DAMAGED_NEURAL_NET``: NEURAL_NET without its two Gaussian weight
   initialisations (the first two Setup instructions).
 
@@ -37,6 +39,7 @@ class Algorithm(enum.IntEnum):
     NEURAL_NET = 2
     INTEGRATION_TEST_DAMAGED_NEURAL_NET = 3
     LINEAR = 4
+    MULTICLASS_NEURAL_NET = 5  # not in the reference: NEURAL_NET for multi-class tasks
 
 
 def as_algorithm(a) -> Algorithm:
@@ -106,6 +109,45 @@ def neural_net_lists(learning_rate: float = DEFAULT_LEARNING_RATE,
     }
 
 
+def multiclass_neural_net_lists(learning_rate: float = DEFAULT_LEARNING_RATE,
+                                init_scale: float = DEFAULT_INIT_SCALE) -> dict[str, list]:
+    """NEURAL_NET for multi-class tasks (labels one-hot in v1, class scores out in v2, whose
+    softmax the evaluator writes back before Learn): a two-layer ReLU net with hidden size F
+    and a first-layer bias, trained by SGD on the softmax cross-entropy (needs S >= 3,
+    V >= 10, M >= 3).
+
+    Scalars: s2 learning rate. Vectors: v3 pre-ReLU, v4 post-ReLU, v5 zeros, v6 first bias,
+    v7 output error, v8 ReLU derivative, v9 hidden error. Matrices: m0 first weights, m1
+    second weights, m2 their gradients / m1 transposed.
+    """
+    return {
+        "setup": [
+            [Op.MATRIX_GAUSSIAN_SET, 0, 0, 0, 0.0, 0.0, init_scale],
+            [Op.MATRIX_GAUSSIAN_SET, 0, 0, 1, 0.0, 0.0, init_scale],
+            [Op.SCALAR_CONST_SET, 0, 0, 2, learning_rate],
+        ],
+        "predict": [
+            [Op.MATRIX_VECTOR_PRODUCT, 0, 0, 3],  # v3 = m0 v0
+            [Op.VECTOR_SUM, 3, 6, 3],  # v3 += v6
+            [Op.VECTOR_MAX, 3, 5, 4],  # v4 = relu(v3)
+            [Op.MATRIX_VECTOR_PRODUCT, 1, 4, 2],  # v2 = m1 v4 (class scores)
+        ],
+        "learn": [
+            [Op.VECTOR_DIFF, 1, 2, 7],  # v7 = onehot - softmax
+            [Op.SCALAR_VECTOR_PRODUCT, 2, 7, 7],  # v7 *= lr
+            [Op.VECTOR_OUTER_PRODUCT, 7, 4, 2],  # m2 = v7 v4^T
+            [Op.MATRIX_SUM, 1, 2, 1],  # second weights
+            [Op.MATRIX_TRANSPOSE, 1, 0, 2],  # m2 = m1^T
+            [Op.MATRIX_VECTOR_PRODUCT, 2, 7, 9],  # v9 = m1^T v7
+            [Op.VECTOR_HEAVYSIDE, 3, 0, 8],  # v8 = relu'(v3)
+            [Op.VECTOR_PRODUCT, 9, 8, 9],  # v9 *= v8
+            [Op.VECTOR_SUM, 6, 9, 6],  # first bias
+            [Op.VECTOR_OUTER_PRODUCT, 9, 0, 2],  # m2 = v9 v0^T
+            [Op.MATRIX_SUM, 0, 2, 0],  # first weights
+        ],
+    }
+
+
 def damaged_neural_net_lists(learning_rate: float = DEFAULT_LEARNING_RATE) -> dict[str, list]:
     """INTEGRATION_TEST_DAMAGED_NEURAL_NET_ALGORITHM: NEURAL_NET minus its first two Setup
     instructions (the Gaussian weight initialisations)."""
@@ -156,6 +198,7 @@ def initial_program(algorithm, spec: ProgramSpec, sizes: Sequence[int] = (0, 0, 
     lists = {
         Algorithm.LINEAR: lambda: linear_lists(learning_rate),
         Algorithm.NEURAL_NET: lambda: neural_net_lists(learning_rate),
+        Algorithm.MULTICLASS_NEURAL_NET: lambda: multiclass_neural_net_lists(learning_rate),
         Algorithm.INTEGRATION_TEST_DAMAGED_NEURAL_NET: lambda: _damaged_padded(
             learning_rate, sizes),
     }[algorithm]()
