@@ -7,6 +7,12 @@
     python benchmarks/search.py speed --preset demo --fec-mode host    # host FEC cache
     python benchmarks/search.py checkpoint --seeds 0   # demo with and without checkpoints
     python benchmarks/search.py speed --ask xla         # the XLA ask instead of the native one
+    python benchmarks/search.py experiment --preset demo --fec on   # as the reference measures
+
+``experiment`` runs one experiment's search to the preset's train-step budget in this
+process and divides the individuals by the process's whole CPU time (imports and compiles
+included), as the reference's figures are taken (AUTOML_ZERO_REFERENCE.md section 6); it
+also reports the rate after the first (compiling) generation.
 
 Rates are per wall second and per CPU-second of this process (all its threads), the
 latter comparable to the reference's single-threaded "per CPU-second" figures; every line
@@ -35,7 +41,7 @@ def _load():
 
 
 def _ask_kind(search) -> str:
-    return "native" if search.kernels.native_ask else "xla"
+    return "native" if getattr(search.kernels, "native_ask", False) else "xla"
 
 
 def time_to_solution(seeds, population_size, batch_size, max_experiments, fec=True):
@@ -123,9 +129,36 @@ def speed(preset, generations, population_size, batch_size, fec_mode="auto", fec
                           "ask": _ask_kind(s)}), flush=True)
 
 
+def experiment_speed(preset, fec, seed):
+    """One experiment's search to the budget; individuals per CPU-s of the whole process."""
+    from evojax_zero import experiment
+    from evojax_zero.search.loop import Search
+
+    cfg = experiment.preset(preset, fec=fec)
+    s = Search(cfg.search, cfg.search_tasks.build(None))
+    t_start = time.time()
+    st = s.generation(s.init(jax.random.key(seed)))
+    jax.block_until_ready(st.evolution.fitness)
+    n1, ts1, c1 = s.counters.individuals, s.counters.train_steps, time.process_time()
+    while s.counters.train_steps < cfg.max_train_steps:
+        st = s.generation(st)
+    jax.block_until_ready(st.evolution.fitness)
+    cpu, n, ts = time.process_time(), s.counters.individuals, s.counters.train_steps
+    print(json.dumps({"bench": "experiment_speed", "preset": preset, "fec": fec, "seed": seed,
+                      "individuals": n, "train_steps": ts,
+                      "process_cpu_s": round(cpu, 2), "wall_s": round(time.time() - t_start, 1),
+                      "individuals_per_process_cpu_s": round(n / cpu),
+                      "train_steps_per_process_cpu_s": round(ts / cpu),
+                      "individuals_per_cpu_s_after_first_generation": round((n - n1) / (cpu - c1)),
+                      "train_steps_per_cpu_s_after_first_generation": round(
+                          (ts - ts1) / (cpu - c1)),
+                      "fec_hit_rate": s.counters.fec_hit_rate, "load1": _load(),
+                      "ask": _ask_kind(s), "best": s.stats(st)["best"]}), flush=True)
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=("tts", "speed", "checkpoint"))
+    p.add_argument("what", choices=("tts", "speed", "checkpoint", "experiment"))
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
     p.add_argument("--preset", default="demo")
     p.add_argument("--generations", type=int, default=5)
@@ -149,6 +182,9 @@ def main():
     if a.what == "tts":
         time_to_solution(a.seeds, a.population_size, a.batch_size, a.max_experiments,
                          not a.no_fec)
+    elif a.what == "experiment":
+        for seed in a.seeds:
+            experiment_speed(a.preset, a.fec != "off", seed)
     elif a.what == "checkpoint":
         checkpoint_cost(a.seeds, a.population_size, a.batch_size, a.max_experiments,
                         a.checkpoint_every, a.checkpoint_seconds)

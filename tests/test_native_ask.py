@@ -45,9 +45,9 @@ def _population(spec, cfg, pop_size, sizes, seed):
     k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
     pop = initial.initial_population("random", spec, pop_size, sizes, k1, cfg)
     # Give the parents' data ops a history: a few rounds of mutation of everyone.
+    mutate_all = jax.jit(jax.vmap(lambda kk, p: mutate(kk, p, cfg, spec)))
     for k in jax.random.split(k3, 3):
-        pop = jax.jit(jax.vmap(lambda kk, p: mutate(kk, p, cfg, spec)))(
-            jax.random.split(k, pop_size), pop)
+        pop = mutate_all(jax.random.split(k, pop_size), pop)
     # Fitness with ties, -inf and repeated values (first-drawn wins ties).
     fit = jnp.round(jax.random.uniform(k2, (pop_size,)) * 4) / 4
     return pop, fit.at[::7].set(-jnp.inf)
