@@ -25,11 +25,13 @@ JAX step's compile (first call, wall and CPU seconds) and torch's first step, th
 so a change of machine load hits both. Reported: median steps per wall second and per
 CPU-second of the process (``time.process_time``: all threads), and the 1-minute load.
 
-``--conv canonical`` adds a JAX side whose edge convolutions use :func:`same_conv` (same
-numbers, gradient convolutions written in the canonical layout), and the header's
-``switch_conv_grad_cpu_ms`` times one conv gradient at top level and inside ``lax.switch``:
-XLA:CPU runs JAX's own gradient convolutions about 30x slower inside a branch, which is
-what slows the sampled-op steps (GDAS, ENAS); see BENCHMARKS.md.
+The header's ``switch_conv_grad_cpu_ms`` times one conv gradient at top level and inside
+``lax.switch``: XLA:CPU runs JAX's own gradient convolutions about 30x slower inside a
+branch. The library's hard mixed ops (GDAS, ENAS) therefore run the user's ``nnx.Conv``
+layers through ``nas.weight_sharing.canonical_conv`` (same numbers, gradient convolutions
+in the canonical layout), so the template as a user writes it (``--conv nnx``) is fast;
+``--conv canonical`` adds a side whose edge convolutions are this script's own
+:func:`same_conv` (the hand-written version of the same fix), for comparison.
 
 The JAX template is built here from ``nb201``'s modules because ``nb201.space()`` passes the
 op *classes* to the root ``NB201Net`` constructor, which a supernet cannot share: each edge

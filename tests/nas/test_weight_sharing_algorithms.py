@@ -106,10 +106,11 @@ def test_darts_second_order_exact_and_finite_difference_hypergradients_agree():
 @pytest.mark.parametrize("make", [
     lambda sn: ws.Darts(sn, num_steps=5),
     lambda sn: ws.Darts(sn, num_steps=5, order=2),
+    lambda sn: ws.Darts(sn, num_steps=5, order=2, split_step=False),
     lambda sn: ws.Gdas(sn, num_steps=5),
     lambda sn: ws.Enas(sn, num_steps=5, num_samples=2),
     lambda sn: ws.RandomSearchWS(sn, num_steps=5),
-], ids=["darts1", "darts2", "gdas", "enas", "rsws"])
+], ids=["darts1", "darts2", "darts2_one_program", "gdas", "enas", "rsws"])
 def test_steps_compile_once_and_keep_dtypes(make, compile_count):
     algo = make(ws.Supernet(mlp_space()))
     state = algo.init()
