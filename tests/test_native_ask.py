@@ -67,8 +67,9 @@ def _same(a, b) -> bool:
 
 @pytest.mark.parametrize("spec,cfg,sizes", [
     (DEMO_SPEC, DEMO_CFG, (10, 2, 8)),
-    (WIDE_SPEC, WIDE_CFG, (3, 2, 4)),
-    (DATA_SPEC, DATA_CFG, (4, 2, 3)),
+    # compiling the XLA ask of these configs takes longer than the demo's
+    pytest.param(WIDE_SPEC, WIDE_CFG, (3, 2, 4), marks=pytest.mark.slow),
+    pytest.param(DATA_SPEC, DATA_CFG, (4, 2, 3), marks=pytest.mark.slow),
 ], ids=["demo", "wide", "data"])
 def test_native_ask_equals_xla_ask(spec, cfg, sizes):
     engine = EvolutionEngine(60, 5, 40)
@@ -88,6 +89,7 @@ def test_native_ask_equals_xla_ask(spec, cfg, sizes):
     assert changed > 0  # the comparison covers altered data, not only clones
 
 
+@pytest.mark.slow
 def test_search_generation_same_with_either_ask(linear_tasks, monkeypatch):
     """Two generations of a search with the native ask end in the state (population,
     fitness, key) the XLA ask gives."""
