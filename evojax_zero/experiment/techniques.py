@@ -30,7 +30,7 @@ import numpy as np
 from evojax_zero.evaluate import analysis
 from evojax_zero.program.ops import OP_SPECS, Kind, Op
 from evojax_zero.program.programs import Program, ProgramSpec, instruction_to_text, to_lists
-from evojax_zero.program.tasks import ACCURACY, Tasks
+from evojax_zero.program.tasks import ACCURACY, MULTICLASS_ACCURACY, Tasks
 
 TECHNIQUES = ("noise_injection", "learning_rate_decay", "normalisation", "weight_averaging",
               "weight_statistic")
@@ -52,15 +52,17 @@ def _operands(row):
     return s.op, reads, write
 
 
-def _live_rows(program: Program) -> dict[str, list[list]]:
-    keep = analysis.live_instructions(program)
+def _live_rows(program: Program, multiclass: bool) -> dict[str, list[list]]:
+    keep = analysis.live_instructions(program, multiclass)
     lists = to_lists(program)
     return {fn: [r for r, k in zip(lists[fn], keep[fn], strict=True) if k] for fn in lists}
 
 
-def learn_state(learn_rows: list[list]) -> set:
+def learn_state(learn_rows: list[list], predict_rows: list[list] = ()) -> set:
     """Addresses Learn keeps across steps: read (their value from before the call) and
-    written by live Learn instructions; the label and features excluded."""
+    written by live Learn instructions, and not rewritten by Predict in between; the label
+    and features excluded."""
+    predict_writes = {w for r in predict_rows for w in [_operands(r)[2]] if w is not None}
     deps: dict = {}
     used, written = set(), set()
     for row in learn_rows:
@@ -74,7 +76,7 @@ def learn_state(learn_rows: list[list]) -> set:
         if write is not None:
             deps[write] = src
             written.add(write)
-    return (used & written) - _INPUTS
+    return (used & written) - _INPUTS - predict_writes
 
 
 def _name(addr) -> str:
@@ -85,14 +87,16 @@ def detect(program: Program, spec: ProgramSpec, task: Tasks | None = None,
            key: jax.Array | None = None) -> dict[str, list[str]]:
     """``{technique: [evidence, ...]}`` for every name in :data:`TECHNIQUES` (an empty list:
     not found). ``task`` (the first task of a batch is used) enables the dynamic check of
-    learning-rate decay; without it a decay candidate is reported as unchecked."""
-    rows = _live_rows(program)
+    learning-rate decay; without it a decay candidate is reported as unchecked. A
+    multi-class ``task`` selects the vector output branch (predictions in ``v2``)."""
+    multiclass = task is not None and task.eval_type == MULTICLASS_ACCURACY
+    rows = _live_rows(program, multiclass)
     found: dict[str, list[str]] = {t: [] for t in TECHNIQUES}
     for fn in ("predict", "learn"):
         for r in rows[fn]:
             if int(r[0]) in RANDOM_OPS:
                 found["noise_injection"].append(f"{fn}: {instruction_to_text(r)}")
-    state = learn_state(rows["learn"])
+    state = learn_state(rows["learn"], rows["predict"])
     candidates = set()
     for r in rows["learn"]:
         op, reads, write = _operands(r)
@@ -134,7 +138,8 @@ def scalar_trajectories(program: Program, spec: ProgramSpec, task: Tasks, addrs,
                         key: jax.Array | None = None) -> dict[int, np.ndarray]:
     """Scalars ``addrs`` after every Learn while the program trains on the first task of
     ``task`` (every epoch, in the task's example order)."""
-    init, predict, learn = analysis.export(program, spec)
+    K = task.num_classes if task.eval_type == MULTICLASS_ACCURACY else 0
+    init, predict, learn = analysis.export(program, spec, K)
     key = jax.random.key(0) if key is None else key
     order = np.asarray(task.epoch_order[0]).reshape(-1)
     xs = jnp.asarray(task.train_x[0])[order]
@@ -146,9 +151,11 @@ def scalar_trajectories(program: Program, spec: ProgramSpec, task: Tasks, addrs,
     def step(mem, inp):
         x, y, k = inp
         k1, k2 = jax.random.split(k)
-        mem, _ = predict(mem, x, k1)
+        mem, p = predict(mem, x, k1)
         if sigmoid:  # accuracy tasks train on sigmoid(s1), as the evaluator does
             mem = mem.replace(s=mem.s.at[1].set(jax.nn.sigmoid(mem.s[1])))
+        if K:  # multi-class: the softmax is written into v2 before Learn
+            mem = mem.replace(v=mem.v.at[2].set(p))
         mem = learn(mem, x, y, k2)
         return mem, mem.s[idx]
 
