@@ -266,7 +266,7 @@ def report(a) -> None:
         print(f"| {r} | {techniques.summary(f)} | `{ev}` |")
     for name, p in programs.items():
         r = name[len("evolved["):-1]
-        simple = analysis.simplify(p, spec)
+        simple = analysis.simplify(p, spec, multiclass=r == "multiclass")
         print(f"\n{name} ({status[r]}), simplified (dead code removed):\n```\n"
               f"{to_text(simple)}```")
 
