@@ -13,6 +13,7 @@ the fitness of the two backends on the same programs (max |difference|, bit-equa
     python benchmarks/evaluator_native.py
     python benchmarks/evaluator_native.py --configs demo,full65_f4 --population 8192
     python benchmarks/evaluator_native.py --dtype float32 --threads 1,2
+    python benchmarks/evaluator_native.py --configs demo,linear --thread-ab 1,2 --rounds 21
 """
 
 from __future__ import annotations
@@ -107,6 +108,48 @@ def measure(name, backend, threads, progs, repeats, dtype, tasks, spec, sizes):
     return row, np.asarray(out)
 
 
+def thread_ab(name, counts, rounds, population, dtype):
+    """CPU-seconds per evaluation at each thread count, calls interleaved (1, 2, 1, 2, ...)
+    in one process, so load drifts hit every count alike; prints one line per count with the
+    median and quartiles over `rounds` calls and the ratio of medians to the first count."""
+    from evojax_zero.evaluate.evaluator import EvalConfig, Evaluator
+
+    spec_kw, sizes, make_tasks = CONFIGS[name]
+    spec = P.ProgramSpec(**spec_kw, max_setup_size=sizes[0], max_predict_size=sizes[1],
+                         max_learn_size=sizes[2])
+    tasks = make_tasks()
+    tasks = tasks.replace(train_x=tasks.train_x.astype(dtype), train_y=tasks.train_y.astype(dtype),
+                          valid_x=tasks.valid_x.astype(dtype), valid_y=tasks.valid_y.astype(dtype))
+    progs = random_population(spec, sizes, population, 1, dtype)
+    ev = Evaluator(spec, EvalConfig(), backend="native")
+    key = jax.random.key(0)
+    jax.block_until_ready(ev.per_task(progs, tasks, key))
+    cpu = {c: [] for c in counts}
+    wall = {c: [] for c in counts}
+    loads = []
+    for _ in range(rounds):
+        for c in counts:
+            os.environ["EVOJAX_ZERO_NUM_THREADS"] = str(c)  # read by the kernel at each call
+            c0, t0 = time.process_time(), time.perf_counter()
+            jax.block_until_ready(ev.per_task(progs, tasks, key))
+            wall[c].append(time.perf_counter() - t0)
+            cpu[c].append(time.process_time() - c0)
+        loads.append(os.getloadavg()[0])
+    evals = population * tasks.num_tasks
+    base = float(np.median(cpu[counts[0]]))
+    for c in counts:
+        q1, med, q3 = np.percentile(cpu[c], [25, 50, 75])
+        print(json.dumps({
+            "config": name, "threads": c, "population": population, "rounds": rounds,
+            "dtype": jnp.dtype(dtype).name, "cpu_s_median": round(float(med), 4),
+            "cpu_s_q1_q3": [round(float(q1), 4), round(float(q3), 4)],
+            "wall_s_median": round(float(np.median(wall[c])), 4),
+            "us_cpu_per_eval": round(1e6 * float(med) / evals, 3),
+            "cpu_ratio_to_first": round(float(med) / base, 3),
+            "load_min_max": [round(min(loads), 1), round(max(loads), 1)],
+        }), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configs", default=",".join(CONFIGS))
@@ -118,6 +161,10 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     ap.add_argument("--no-xla", action="store_true")
+    ap.add_argument("--thread-ab", default="",
+                    help="thread counts (e.g. 1,2) to compare in CPU-s per evaluation, "
+                         "interleaved over --rounds calls; only this is measured")
+    ap.add_argument("--rounds", type=int, default=21)
     args = ap.parse_args()
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
@@ -127,6 +174,11 @@ def main():
 
     if not native.available():
         print(json.dumps({"backend": "native", "skipped": native.why_unavailable()}))
+    if args.thread_ab:
+        counts = [int(c) for c in args.thread_ab.split(",")]
+        for name in args.configs.split(","):
+            thread_ab(name, counts, args.rounds, args.population, dtype)
+        return
     default_threads = os.environ.pop("EVOJAX_ZERO_NUM_THREADS", None)
     for name in args.configs.split(","):
         if name not in CONFIGS:

@@ -232,7 +232,7 @@ def compile_atomically(cmd_head: list[str], output: str, what: str, verbose: boo
     if progress:
         start = time.monotonic()
         print(f"evojax_zero: compiling the {what} library once into {out_dir} "
-              f"(about 30 s of CPU on 2 cores; later runs load it)...", file=sys.stderr,
+              f"(about 2 min of CPU; later runs load it)...", file=sys.stderr,
               flush=True)
 
         def tick():

@@ -8,7 +8,7 @@ order, at
 2. inside this package (the CPU library built by ``pip install``; see setup.py);
 3. the user cache (``$EVOJAX_ZERO_CACHE_DIR``, else ``$XDG_CACHE_HOME/evojax_zero``, else
    ``~/.cache/evojax_zero``), compiled there at first use when a compiler exists (with a
-   progress line on stderr: the CPU build takes about 30 s of CPU, the CUDA one minutes).
+   progress line on stderr: the CPU build takes about 2 min of CPU, the CUDA one longer).
    ``EVOJAX_ZERO_NO_COMPILE=1`` disables that compile.
 
 A library found is checked (its build id against the sources here, its probe for a usable
