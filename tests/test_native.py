@@ -345,3 +345,38 @@ def test_unloadable_library_is_reported_and_auto_falls_back(tmp_path):
     assert "WHY EVOJAX_ZERO_NATIVE_LIB=" in out.stdout
     assert "AUTO xla" in out.stdout
     assert "FORCED backend='native' is unavailable" in out.stdout
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_per_task_results_independent_of_lane_width(dtype):
+    """The CPU kernel runs the tasks of a batch in groups of a fixed lane width (1, 4, 8, 12
+    or 16 lanes, lanes past the group's tasks computing values nobody reads) and reads the
+    examples from a feed in lane order: each task's fitness must not depend on which group
+    width it ran in. 13 tasks (one group of width 16) vs the same tasks in batches of 1, 3,
+    5 and 10 (widths 1, 4, 8, 12); the demo op set has no random ops, so a task's result
+    depends on its data only."""
+    from evojax_zero.evaluate.evaluator import Evaluator
+    from evojax_zero.program import tasks as T
+    from evojax_zero.search.mutation import MutationConfig
+    from evojax_zero.search.mutation import random_program as library_random_program
+
+    ops = (56, 27, 2, 3, 18, 23)
+    spec = P.ProgramSpec(num_scalars=4, num_vectors=3, num_matrices=1, feature_size=4,
+                         setup_ops=ops, predict_ops=ops, learn_ops=ops, max_setup_size=6,
+                         max_predict_size=3, max_learn_size=6)
+    with jax.enable_x64(dtype == "float64"):
+        config = MutationConfig(spec.setup_ops, spec.predict_ops, spec.learn_ops)
+        keys = jax.random.split(jax.random.key(3), 24)
+        progs = jax.vmap(lambda k: library_random_program(k, spec, config, (6, 3, 6)))(keys)
+        tasks = T.linear_regression(num_tasks=13, num_train=12, num_valid=6, num_epochs=2,
+                                    dtype=jnp.dtype(dtype))
+        ev = Evaluator(spec, EvalConfig(), backend="native")
+        key = jax.random.key(0)
+        whole = np.asarray(ev.per_task(progs, tasks, key))
+        for size in (1, 3, 5, 10):
+            for start in range(0, 13, size):
+                part = jax.tree.map(lambda x, s=start, n=size: x[s:s + n], tasks)
+                got = np.asarray(ev.per_task(progs, part, key))
+                want = whole[:, start:start + got.shape[1]]
+                assert np.array_equal(got, want), (size, start)
+    assert np.unique(whole).size > 3  # the programs do not all score the same
