@@ -15,7 +15,7 @@ from evojax_zero.experiment.presets import adaptation_preset
 from evojax_zero.experiment.regimes import REGIMES
 from evojax_zero.program import tasks
 from evojax_zero.program.ops import Op
-from evojax_zero.program.programs import from_lists, index, to_lists
+from evojax_zero.program.programs import ProgramSpec, from_lists, index, to_lists
 from evojax_zero.search import initial
 
 # Our regimes, written out by hand (docs/adaptation.md): examples kept x epochs.
@@ -141,7 +141,12 @@ def test_mnist_subset_tasks():
 # edit below adds exactly one.
 # ---------------------------------------------------------------------------------------
 
-SPEC = experiment.preset("fast_training").search.spec
+# The adaptation presets' memory with only the ops these programs use (the detector does not
+# depend on the op set; a 64-op interpreter would take ~15 s to compile per program).
+SPEC = ProgramSpec(8, 12, 3, 16, setup_ops=(56, 63, 64),
+                   predict_ops=(1, 23, 27, 31, 48, 63),
+                   learn_ops=(1, 2, 3, 6, 16, 18, 21, 23, 24, 25, 28, 39),
+                   max_setup_size=10, max_predict_size=16, max_learn_size=26)
 
 
 def _net(edit=None):
