@@ -68,8 +68,11 @@ def main() -> None:
               f"{tasks.num_valid} valid examples each")
         for b in backends:
             ev = Evaluator(SPEC, backend=b)
-            _, c0, w0 = timed(lambda ev=ev: ev.per_task(programs, tasks, jax.random.key(0)))
-            fit, c, w = timed(lambda ev=ev: ev.per_task(programs, tasks, jax.random.key(0)))
+            def run(ev=ev, tasks=tasks):
+                return ev.per_task(programs, tasks, jax.random.key(0))
+
+            _, c0, w0 = timed(run)
+            fit, c, w = timed(run)
             fit = np.asarray(fit)[0]
             steps = tasks.num_tasks * tasks.num_train * args.epochs
             print(f"  program, {b:6s}: accuracy {fit.mean():.3f} ({fit.min():.3f}-"
