@@ -20,8 +20,12 @@ import os
 import pathlib
 import sys
 
-import jax
-import pytest
+# Tests count compilations and must not depend on what earlier runs left in a cache: the
+# CLI's persistent compilation cache stays off here (and in the CLI subprocesses tests start).
+os.environ.setdefault("EVOJAX_ZERO_COMPILE_CACHE", "off")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 from evojax_zero.program import tasks as T
 from evojax_zero.program.programs import ProgramSpec

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from evojax_zero.experiment import datasets
 from evojax_zero.experiment.config import TaskSpec
@@ -125,6 +124,8 @@ class MulticlassTaskSpec(RegimeTaskSpec):
         for i, seed in enumerate(seeds):
             x, y = np.asarray(t.train_x[i], np.float64), np.asarray(t.train_y[i], np.float64)
             if n < len(y):
+                from sklearn.model_selection import train_test_split  # 1.6 s import: lazy
+
                 x, _, y, _ = train_test_split(x, y, train_size=n, stratify=y,
                                               random_state=seed)
             xs.append(x)
