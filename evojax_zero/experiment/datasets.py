@@ -102,8 +102,7 @@ def projected_binary(dataset: str, pairs: Sequence[tuple[int, int]], seeds: Sequ
     (epoch 0 in stored order, later ones shuffled). Valid and test splits are unchanged.
     Returns :class:`~evojax_zero.program.tasks.Tasks` (and the test arrays if
     ``return_test``)."""
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.model_selection import train_test_split  # optional dependency: slow import
 
     check_dataset(dataset)
     if feature_size not in (2, 4, 8, 16, 32):
@@ -121,15 +120,8 @@ def projected_binary(dataset: str, pairs: Sequence[tuple[int, int]], seeds: Sequ
         n = int(min((y_all == pos).sum(), (y_all == neg).sum()))
         X = np.concatenate([X_all[y_all == pos][:n], X_all[y_all == neg][:n]])
         y = np.concatenate([np.ones(n), np.zeros(n)])
-        n_test = int(round(SPLIT[2] * len(y)))
-        n_valid = int(round(SPLIT[1] * len(y)))
-        X_rest, X_test, y_rest, y_test = train_test_split(
-            X, y, test_size=n_test, stratify=y, random_state=seed)
-        X_train, X_valid, y_train, y_valid = train_test_split(
-            X_rest, y_rest, test_size=n_valid, stratify=y_rest, random_state=seed)
-        proj = np.random.RandomState(seed).standard_normal((X.shape[1], feature_size))
-        scaler = StandardScaler().fit(X_train @ proj)
-        X_train, X_valid, X_test = (scaler.transform(a @ proj) for a in (X_train, X_valid, X_test))
+        X_train, y_train, X_valid, y_valid, X_test, y_test = tasks_lib.split_project(
+            X, y, seed, feature_size, SPLIT)
         if num_train:
             if num_train > len(y_train):
                 raise ValueError(f"num_train={num_train} but the train split of pair "

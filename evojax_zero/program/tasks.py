@@ -328,7 +328,7 @@ def concat(*tasks: Tasks) -> Tasks:
 DIGITS_CLASSES = tuple(range(10))
 
 
-def _split_project(X, y, seed: int, feature_size: int, split):
+def split_project(X, y, seed: int, feature_size: int, split):
     """The reference's generate_datasets.py recipe: stratified train/valid/test split by
     ``seed``, a Gaussian random projection to ``feature_size`` dims drawn from ``seed``,
     standardisation fitted on the train split. Returns (X_train, y_train, X_valid,
@@ -376,7 +376,7 @@ def projected_binary(pairs: Sequence[tuple[int, int]], seeds: Sequence[int],
         n = int(min((y_all == pos).sum(), (y_all == neg).sum()))
         X = np.concatenate([X_all[y_all == pos][:n], X_all[y_all == neg][:n]])
         y = np.concatenate([np.ones(n), np.zeros(n)])
-        X_train, y_train, X_valid, y_valid, X_test, y_test = _split_project(
+        X_train, y_train, X_valid, y_valid, X_test, y_test = split_project(
             X, y, seed, feature_size, split)
         items.append((X_train, y_train, X_valid, y_valid, seed))
         tests.append((X_test, y_test))
@@ -472,7 +472,7 @@ def projected_multiclass(seeds: Sequence[int], feature_size: int = 16,
     y = np.array([position[int(c)] for c in y_all[keep]], np.float64)
     items, tests = [], []
     for seed in seeds:
-        X_train, y_train, X_valid, y_valid, X_test, y_test = _split_project(
+        X_train, y_train, X_valid, y_valid, X_test, y_test = split_project(
             X, y, int(seed), feature_size, split)
         items.append((X_train, y_train, X_valid, y_valid,
                       epoch_orders(int(seed), len(y_train), num_epochs)))
