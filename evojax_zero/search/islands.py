@@ -45,6 +45,7 @@ from evojax_zero.search.loop import (
     SearchState,
     _kernels,
     abstract_state,
+    check_tasks,
 )
 
 
@@ -111,13 +112,7 @@ class IslandSearch(Search):
         if mesh is not None and islands.num_islands % mesh.shape[mesh.axis_names[0]]:
             raise ValueError(f"num_islands ({islands.num_islands}) must be a multiple of the "
                              f"mesh's first axis ({mesh.shape[mesh.axis_names[0]]})")
-        if tasks.feature_size != config.spec.feature_size:
-            raise ValueError(f"tasks have feature size {tasks.feature_size}; the spec says "
-                             f"{config.spec.feature_size}")
-        if config.fec is not None:
-            f = config.fec
-            if f.num_train_examples > tasks.num_train or f.num_valid_examples > tasks.num_valid:
-                raise ValueError("FEC pre-run needs num_train/valid_examples <= the task's")
+        check_tasks(config, tasks)
         self.config, self.tasks, self.islands, self.mesh = config, tasks, islands, mesh
         self.hurdle = hurdle
         self.kernels = (_kernels(config, None) if hurdle is None

@@ -125,6 +125,17 @@ class StepStats:
     fec_hits: jax.Array
 
 
+def check_tasks(config: SearchConfig, tasks: Tasks) -> None:
+    """The tasks fit the config: same feature size, enough examples for the FEC pre-run."""
+    if tasks.feature_size != config.spec.feature_size:
+        raise ValueError(f"tasks have feature size {tasks.feature_size}; the spec says "
+                         f"{config.spec.feature_size}")
+    if config.fec is not None:
+        f = config.fec
+        if f.num_train_examples > tasks.num_train or f.num_valid_examples > tasks.num_valid:
+            raise ValueError("FEC pre-run needs num_train/valid_examples <= the task's")
+
+
 class Search:
     """Regularized evolution of programs on a fixed batch of search tasks.
 
@@ -134,13 +145,7 @@ class Search:
     """
 
     def __init__(self, config: SearchConfig, tasks: Tasks, mesh=None):
-        if tasks.feature_size != config.spec.feature_size:
-            raise ValueError(f"tasks have feature size {tasks.feature_size}; the spec says "
-                             f"{config.spec.feature_size}")
-        if config.fec is not None:
-            f = config.fec
-            if f.num_train_examples > tasks.num_train or f.num_valid_examples > tasks.num_valid:
-                raise ValueError("FEC pre-run needs num_train/valid_examples <= the task's")
+        check_tasks(config, tasks)
         self.config = config
         self.tasks = tasks
         self.mesh = mesh
