@@ -15,12 +15,18 @@ Random ops (``*_UNIFORM_SET``, ``*_GAUSSIAN_SET``) draw from a counter-based str
 (splitmix64) seeded from the (program, task) key, so results do not depend on threads; they
 are not the same draws as the XLA evaluator's.
 
+Dead code: before running a program the kernel drops every instruction whose result cannot
+reach a prediction (``liveness.h``; docs/evaluator.md "Dead-code elimination"); results are
+bit-identical either way. ``$EVOJAX_ZERO_NATIVE_DCE=0`` (read at each call) turns it off;
+:func:`dead_code` shows what the pass does to one program.
+
 Sharding: on a multi-device mesh, :func:`evaluate` under ``jax.jit`` is partitioned along the
 program axis (a ``custom_partitioning`` rule): each device evaluates its own rows.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 
 import jax
@@ -34,7 +40,7 @@ from evojax_zero.native.loader import Library, cache_dir
 from evojax_zero.program.fitness import flip_and_squash
 
 __all__ = ["available", "why_unavailable", "library_path", "evaluate", "trace", "TRACE_FIELDS",
-           "fec_hash", "fec_lookup", "fec_fill"]
+           "fec_hash", "fec_lookup", "fec_fill", "dead_code", "DCE_OUTCOMES"]
 
 FITNESS_TARGET = "evojax_zero_fitness"
 TRACE_TARGET = "evojax_zero_trace"
@@ -340,3 +346,42 @@ def fec_fill(state, hashes, source, per_task):
                             input_output_aliases={0: 0, 1: 1, 2: 2, 3: 3},
                             vmap_method="sequential")
     return tuple(call(*state, hashes, source, per_task.astype(state[1].dtype)))
+
+
+# ---------------------------------------------------------------------------------------
+# Dead-code elimination (liveness.h), as the kernel applies it before a run.
+# ---------------------------------------------------------------------------------------
+
+DCE_OUTCOMES = {-1: "no-op", 0: "dropped", 1: "live", 2: "dead draw kept", 3: "draws skipped"}
+
+
+def dead_code(spec, program, num_classes: int = 0) -> dict[str, np.ndarray]:
+    """What the kernel's dead-code pass does to one unbatched ``program``: per function an
+    int32 array over its rows (``spec.max_size(fn)``) of :data:`DCE_OUTCOMES` codes: 1 live
+    (runs), 0 dropped, 2 a dead gaussian draw kept to keep the random stream in step, 3 a
+    dead uniform op reduced to advancing the stream, -1 a NO_OP or a row past the size.
+    ``num_classes = K > 0``: multi-class tasks (the prediction is v2)."""
+    _require()
+    if program.batch_shape:
+        raise ValueError(f"dead_code: program must be unbatched (one program), got batch shape "
+                         f"{program.batch_shape}; index the population first")
+    fns = [jax.device_get(program.function(fn)) for fn in ("setup", "predict", "learn")]
+    L = max(int(f.op.shape[0]) for f in fns)
+    op = np.zeros((3, L), np.int32)
+    addr = np.zeros((3, L, 3), np.int32)
+    data = np.zeros((3, L, 4), np.float64)
+    size = np.zeros(3, np.int32)
+    for i, f in enumerate(fns):
+        n = f.op.shape[0]
+        op[i, :n], addr[i, :n], data[i, :n], size[i] = f.op, f.addr, f.data, f.size
+    out = np.full((3, L), -1, np.int32)
+    lib = LIBRARY.handle()
+    fn = lib.evojax_zero_dead_code
+    ptr = ctypes.c_void_p
+    fn.argtypes = [ctypes.c_int32] * 5 + [ptr] * 4 + [ctypes.c_int32, ptr]
+    fn.restype = ctypes.c_int
+    fn(spec.num_scalars, spec.num_vectors, spec.num_matrices, spec.feature_size,
+       int(num_classes), op.ctypes.data, addr.ctypes.data, data.ctypes.data, size.ctypes.data,
+       L, out.ctypes.data)
+    return {name: out[i, :fns[i].op.shape[0]].copy()
+            for i, name in enumerate(("setup", "predict", "learn"))}

@@ -30,8 +30,8 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-HEADERS = ("common.h", "rng.h", "program.h", "execute.h", "interpreter.h", "ffi_binding.h",
-           "thread_pool.h")
+HEADERS = ("common.h", "rng.h", "program.h", "execute.h", "liveness.h", "interpreter.h",
+           "ffi_binding.h", "thread_pool.h")
 # Portable host flags: no -march=native (a wheel or shared install may run on another CPU) and
 # no FMA contraction or fast-math, so results are reproducible and follow IEEE semantics.
 # -fno-tree-loop-distribute-patterns: the kernel's short fixed-size copies and fills stay

@@ -277,6 +277,7 @@ EVOJAX_ZERO_HD inline void ExecuteOneLane(const Instr<T>* EVOJAX_ZERO_RESTRICT p
       case MATRIX_GAUSSIAN_SET:
         for (int k = 0; k < FF; ++k) o[k] = GaussianSet(rng, I.x, I.y);
         break;
+      case RNG_SKIP: rng.counter += static_cast<uint64_t>(I.i0); break;
       default: break;
     }
   }

@@ -22,6 +22,7 @@
 // EvojaxZeroFitness / EvojaxZeroTrace and the stamp as evojax_zero_build_id().
 #pragma once
 
+#include <cstdlib>
 #include <exception>
 #include <initializer_list>
 #include <string>
@@ -114,6 +115,10 @@ ffi::Error BuildProblem(Problem<T>& pb, ffi::DataType dt, const ffi::AnyBuffer* 
   pb.max_abs_error = max_abs_error;
   pb.accuracy = accuracy == 1;
   pb.num_classes = accuracy >= 2 ? static_cast<int32_t>(accuracy) : 0;
+  // Dead-code elimination (liveness.h) unless $EVOJAX_ZERO_NATIVE_DCE is "0" (read at each
+  // call; results are the same either way, the switch is for tests and benchmarks).
+  const char* dce_env = std::getenv("EVOJAX_ZERO_NATIVE_DCE");
+  pb.dce = !(dce_env && dce_env[0] == '0' && dce_env[1] == '\0');
   if (accuracy < 0 || accuracy > F || (accuracy >= 2 && V < 3)) {
     return ffi::Error::InvalidArgument("accuracy must be 0, 1 or K classes (2 <= K <= F, V >= 3)");
   }

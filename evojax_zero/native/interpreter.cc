@@ -59,17 +59,17 @@ template <typename T> Workspace<T>& LocalWorkspace() {
   return ws;
 }
 
-// Decode program p's three functions into ws and point `code` at them.
-template <typename T> void DecodeProgram(const Problem<T>& pb, int64_t p, Workspace<T>& ws,
-                                         Code<T>& code) {
+// Decode program p's three functions into ws (dead code dropped) and point `code` at them.
+template <typename T> void DecodeInto(const Problem<T>& pb, int64_t p, Workspace<T>& ws,
+                                      Code<T>& code) {
+  Instr<T>* out[3];
   for (int f = 0; f < 3; ++f) {
-    const FunctionArgs<T>& fa = pb.fn[f];
-    const int64_t L = fa.max_len;
+    const int64_t L = pb.fn[f].max_len;
     if (static_cast<int64_t>(ws.code[f].size()) < L + 1) ws.code[f].resize(L + 1);
-    code.len[f] = Decode<T>(pb.layout, fa.op + p * L, fa.addr + p * L * 3, fa.data + p * L * 4,
-                            fa.size[p], static_cast<int32_t>(L), ws.code[f].data());
-    code.fn[f] = ws.code[f].data();
+    out[f] = ws.code[f].data();
+    code.fn[f] = out[f];
   }
+  DecodeProgram<T>(pb, p, out, code.len);
 }
 
 struct Device {};
@@ -159,7 +159,7 @@ template <int F, typename T> ffi::Error Launch(const Problem<T>& pb, const Devic
       ws.saved.resize(mem_size * W);
     }
     Code<T> code;
-    DecodeProgram(pb, p, ws, code);
+    DecodeInto(pb, p, ws, code);
     const GroupMemory<T> g_mem{ws.mem.data(), W, mem_size, ws.saved.data()};
     Feed<T> fd_storage;
     const Feed<T>* fd = nullptr;
@@ -195,6 +195,41 @@ template <int F, typename T> ffi::Error Launch(const Problem<T>& pb, const Devic
 #include "ffi_binding.h"
 
 EVOJAX_ZERO_DEFINE_HANDLERS()
+
+// Dead-code elimination of one program, for tests (tests/test_native_dce.py): rows
+// op [3, L], addr [3, L, 3], data [3, L, 4] (float64), sizes [3]; writes outcome [3, L]: per
+// row the DceOutcome of liveness.h, or -1 for rows that decode to nothing (NO_OP, past size).
+EVOJAX_ZERO_EXPORT int evojax_zero_dead_code(int32_t S, int32_t V, int32_t M, int32_t F,
+                                             int32_t num_classes, const int32_t* op,
+                                             const int32_t* addr, const double* data,
+                                             const int32_t* size, int32_t L, int32_t* outcome) {
+  using evojax_zero::Instr;
+  const evojax_zero::Layout layout{S, V, M, F};
+  std::vector<Instr<double>> code[3];
+  std::vector<int32_t> decoded_outcome[3];
+  Instr<double>* fn[3];
+  int32_t* out[3];
+  int len[3];
+  for (int f = 0; f < 3; ++f) {
+    code[f].resize(L + 1);
+    decoded_outcome[f].assign(L + 1, -1);
+    fn[f] = code[f].data();
+    out[f] = decoded_outcome[f].data();
+    len[f] = evojax_zero::Decode<double>(layout, op + f * L, addr + f * L * 3, data + f * L * 4,
+                                         size[f], L, fn[f]);
+  }
+  evojax_zero::EliminateDeadCode<double>(layout, num_classes, fn, len, out);
+  for (int f = 0; f < 3; ++f) {
+    int k = 0;  // decoded index of row i (Decode keeps rows with ops 1..64, in order)
+    const int32_t n = std::min(std::max(size[f], 0), L);
+    for (int32_t i = 0; i < L; ++i) {
+      const int32_t o = op[f * L + i];
+      const bool decoded = i < n && o > 0 && o < evojax_zero::NUM_OPS;
+      outcome[f * L + i] = decoded ? decoded_outcome[f][k++] : -1;
+    }
+  }
+  return 0;
+}
 
 // Empty: the CPU backend runs wherever it loads (the CUDA library reports what is missing).
 EVOJAX_ZERO_EXPORT const char* evojax_zero_probe() { return ""; }

@@ -32,6 +32,7 @@
 
 #include "common.h"
 #include "execute.h"
+#include "liveness.h"
 #include "program.h"
 #include "rng.h"
 
@@ -56,6 +57,7 @@ template <typename T> struct Problem {
   double max_abs_error;
   bool accuracy;             // binary accuracy (sigmoid of s1)
   int32_t num_classes;       // > 0: multi-class accuracy, the vector output branch (below)
+  bool dce;                  // drop dead code before running (liveness.h); same results
   FunctionArgs<T> fn[3];     // setup, predict, learn
   const T* train_x;          // [T, N, F]
   const T* train_y;          // [T, N]
@@ -83,6 +85,20 @@ template <typename T> struct Code {
   const Instr<T>* fn[3];
   int len[3];
 };
+
+// Decode program p's three functions into out[f] (pb.fn[f].max_len entries each, lengths
+// into len[f]) and, when pb.dce, drop their dead code (liveness.h).
+template <typename T>
+EVOJAX_ZERO_HD void DecodeProgram(const Problem<T>& pb, int64_t p, Instr<T>* const* out,
+                                  int* len) {
+  for (int f = 0; f < 3; ++f) {
+    const FunctionArgs<T>& fa = pb.fn[f];
+    const int64_t L = fa.max_len;
+    len[f] = Decode<T>(pb.layout, fa.op + p * L, fa.addr + p * L * 3, fa.data + p * L * 4,
+                       fa.size[p], static_cast<int32_t>(L), out[f]);
+  }
+  if (pb.dce) EliminateDeadCode<T>(pb.layout, pb.num_classes, out, len);
+}
 
 // Where a group runs: element k of lane l at mem[k * stride + l], mem_size elements per
 // lane; `saved` holds mem_size elements per lane to set a lane's memory aside when its

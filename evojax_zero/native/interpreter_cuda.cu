@@ -6,8 +6,8 @@
 //   1. one scratch allocation from XLA's allocator holds the ziggurat tables (the host's bytes,
 //      so normals match the CPU backend's), the decoded programs [P, 3, L] and the threads'
 //      memory blocks;
-//   2. DecodeKernel: one thread per (program, function) decodes it once (as the CPU backend
-//      does per pair);
+//   2. DecodeKernel: one thread per program decodes its three functions once and drops their
+//      dead code (liveness.h; the CPU backend does the same per group of tasks);
 //   3. PairKernel: one thread per (program, task) pair runs interpreter.h's RunGroup with a
 //      group of one lane, the very code of the CPU backend: its own program through a `switch` per instruction (no
 //      compute-all-ops select), its own memory block, the counter-based splitmix64 stream of
@@ -59,16 +59,16 @@ constexpr int kMinBlocksPerSM = 4;
 // Thread bodies: the kernels below on the device, a host loop in the emulation.
 // ------------------------------------------------------------------------------------------
 
-// Thread i of DecodeKernel: decode function f = i % 3 of program p = i / 3 into
-// code[i * L .. i * L + L) and its length into lens[i].
+// Thread p of DecodeKernel: decode program p's three functions into code[(p * 3 + f) * L ..)
+// with their dead code dropped (liveness.h), lengths into lens[p * 3 + f].
 template <typename T>
-EVOJAX_ZERO_HD void DecodeThread(const Problem<T>& pb, int64_t i, int64_t L, Instr<T>* code,
+EVOJAX_ZERO_HD void DecodeThread(const Problem<T>& pb, int64_t p, int64_t L, Instr<T>* code,
                                  int32_t* lens) {
-  const int64_t p = i / 3;
-  const FunctionArgs<T>& fa = pb.fn[i % 3];
-  const int64_t Lf = fa.max_len;
-  lens[i] = Decode<T>(pb.layout, fa.op + p * Lf, fa.addr + p * Lf * 3, fa.data + p * Lf * 4,
-                      fa.size[p], static_cast<int32_t>(Lf), code + i * L);
+  Instr<T>* out[3];
+  int len[3];
+  for (int f = 0; f < 3; ++f) out[f] = code + (p * 3 + f) * L;
+  DecodeProgram<T>(pb, p, out, len);
+  for (int f = 0; f < 3; ++f) lens[p * 3 + f] = len[f];
 }
 
 // Thread j (of n) of PairKernel: pairs j, j + n, ... (pair i = program i / T, task i % T),
@@ -97,7 +97,7 @@ __global__ void __launch_bounds__(kBlock)
     DecodeKernel(const __grid_constant__ Problem<T> pb, int64_t L, Instr<T>* code,
                  int32_t* lens) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < pb.P * 3) DecodeThread<T>(pb, i, L, code, lens);
+  if (i < pb.P) DecodeThread<T>(pb, i, L, code, lens);
 }
 
 template <int F, typename T>
@@ -185,7 +185,7 @@ template <int F, typename T> ffi::Error Launch(const Problem<T>& pb, const Devic
   cudaError_t e = cudaMemcpyAsync(zig, &Ziggurat(), sizeof(ZigguratTables),
                                   cudaMemcpyHostToDevice, dev.stream);
   if (e != cudaSuccess) return CudaError("copying the ziggurat tables", e);
-  DecodeKernel<T><<<Blocks(pb.P * 3), kBlock, 0, dev.stream>>>(pb, plan.L, code, lens);
+  DecodeKernel<T><<<Blocks(pb.P), kBlock, 0, dev.stream>>>(pb, plan.L, code, lens);
   e = cudaGetLastError();
   if (e != cudaSuccess) return CudaError("launching DecodeKernel", e);
   PairKernel<F, T><<<Blocks(plan.n), kBlock, 0, dev.stream>>>(pb, plan.n, code, lens, plan.L,
@@ -209,7 +209,7 @@ template <int F, typename T> ffi::Error Launch(const Problem<T>& pb, const Devic
   auto* lens = reinterpret_cast<int32_t*>(base + plan.off_lens);
   auto* mem = reinterpret_cast<T*>(base + plan.off_mem);
   std::memcpy(static_cast<void*>(zig), &Ziggurat(), sizeof(ZigguratTables));
-  for (int64_t i = 0; i < pb.P * 3; ++i) DecodeThread<T>(pb, i, plan.L, code, lens);
+  for (int64_t p = 0; p < pb.P; ++p) DecodeThread<T>(pb, p, plan.L, code, lens);
   for (int64_t j = 0; j < plan.n; ++j)
     PairThread<F, T>(pb, j, plan.n, code, lens, plan.L, mem, plan.mem_size, zig);
   return ffi::Error::Success();

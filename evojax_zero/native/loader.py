@@ -174,6 +174,11 @@ class Library:
         self._init()
         return self._state["path"]
 
+    def handle(self) -> ctypes.CDLL:
+        """The loaded library (ctypes), for its plain C exports; raises when unavailable."""
+        self.require(self.target.name)
+        return self._state["lib"]
+
     def require(self, what: str) -> None:
         if not self.available():
             raise RuntimeError(f"evojax_zero {what} backend unavailable: "

@@ -38,6 +38,9 @@ enum OpId : int32_t {
   SCALAR_GAUSSIAN_SET = 62, VECTOR_GAUSSIAN_SET = 63, MATRIX_GAUSSIAN_SET = 64,
   NUM_OPS = 65,
 };
+// A pseudo-instruction of dead-code elimination (liveness.h): advance the lane's random
+// stream by i0 draws (what a dead uniform op would have drawn).
+constexpr int32_t RNG_SKIP = NUM_OPS;
 
 // Operand kinds (0 none, 1 scalar, 2 vector, 3 matrix) of in1, in2, out for each op.
 #define EVOJAX_ZERO_KINDS                                                                    \
