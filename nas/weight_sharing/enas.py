@@ -91,6 +91,7 @@ class Enas(WeightSharingAlgorithm):
         if ctrl.space is not space and ctrl.space.names != space.names:
             raise ValueError("Enas.controller was built for another space than the supernet's")
         c_graphdef, c_params, c_rest = nnx.split(ctrl, ArchParam, ...)
+        c_params = nnx.to_pure_dict(c_params)  # plain arrays: cheap at the jit boundary
         object.__setattr__(self, "_ctrl", (c_graphdef, c_params, c_rest))
         object.__setattr__(self, "w_tx", self.weights.make(self.num_steps))
         object.__setattr__(self, "c_tx", optax.adam(self.controller_lr))
