@@ -34,35 +34,49 @@ namespace evojax_zero {
 constexpr int kLiveWords = 8;
 constexpr int kMaxLiveSlots = 64 * kLiveWords;  // S + V + M addresses at most
 
-// A set of addresses: slot s = scalar s, S + vector i, S + V + matrix i.
-struct SlotSet {
-  uint64_t w[kLiveWords];
+// A set of addresses (slot s = scalar s, S + vector i, S + V + matrix i) in W 64-bit words:
+// one word when S + V + M <= 64 (the usual case), kLiveWords otherwise.
+template <int W> struct SlotSet {
+  uint64_t w[W];
   EVOJAX_ZERO_HD void Clear() {
-    for (int i = 0; i < kLiveWords; ++i) w[i] = 0;
+    for (int i = 0; i < W; ++i) w[i] = 0;
   }
   EVOJAX_ZERO_HD bool Has(int s) const { return (w[s >> 6] >> (s & 63)) & 1u; }
   EVOJAX_ZERO_HD void Add(int s) { w[s >> 6] |= uint64_t{1} << (s & 63); }
   EVOJAX_ZERO_HD void Remove(int s) { w[s >> 6] &= ~(uint64_t{1} << (s & 63)); }
   EVOJAX_ZERO_HD void AddAll(const SlotSet& o) {
-    for (int i = 0; i < kLiveWords; ++i) w[i] |= o.w[i];
+    for (int i = 0; i < W; ++i) w[i] |= o.w[i];
   }
   EVOJAX_ZERO_HD void RemoveAll(const SlotSet& o) {
-    for (int i = 0; i < kLiveWords; ++i) w[i] &= ~o.w[i];
+    for (int i = 0; i < W; ++i) w[i] &= ~o.w[i];
   }
   EVOJAX_ZERO_HD bool Equals(const SlotSet& o) const {
-    for (int i = 0; i < kLiveWords; ++i)
+    for (int i = 0; i < W; ++i)
       if (w[i] != o.w[i]) return false;
     return true;
   }
 };
 
-// The slot of a decoded operand (kind 1 scalar, 2 vector, 3 matrix; offset from Decode).
-EVOJAX_ZERO_HD inline int SlotOf(const Layout& l, int kind, int32_t off) {
-  switch (kind) {
-    case 1: return off;
-    case 2: return l.S + (off - l.vec0()) / l.F;
-    default: return l.S + l.V + (off - l.mat0()) / (l.F * l.F);
+// Decoded operand offsets to slots (F is a power of two: shifts, no divisions).
+struct SlotMap {
+  int32_t S, V, vec0, mat0;
+  int shift_v, shift_m;  // log2(F), log2(F * F)
+  EVOJAX_ZERO_HD int Of(int kind, int32_t off) const {
+    switch (kind) {
+      case 1: return off;
+      case 2: return S + ((off - vec0) >> shift_v);
+      default: return S + V + ((off - mat0) >> shift_m);
+    }
   }
+};
+
+// The map of a layout; false when F is not a power of two (no elimination then).
+EVOJAX_ZERO_HD inline bool MakeSlotMap(const Layout& l, SlotMap& m) {
+  int shift = 0;
+  while ((1 << shift) < l.F) ++shift;
+  if ((1 << shift) != l.F) return false;
+  m = SlotMap{l.S, l.V, l.vec0(), l.mat0(), shift, 2 * shift};
+  return true;
 }
 
 EVOJAX_ZERO_HD inline bool IsPartialWrite(int32_t op) {
@@ -73,22 +87,23 @@ EVOJAX_ZERO_HD inline bool IsRandomOp(int32_t op) {
 }
 
 // Backwards through one function: `live` holds the slots live after it on entry, before it
-// on return. With `mark`, a dead instruction's op is negated (undone by Compact).
-template <typename T>
-EVOJAX_ZERO_HD void LiveBackward(const Layout& l, Instr<T>* code, int n, SlotSet& live,
-                                 bool mark) {
+// on return. Marks each instruction: op negated when dead, positive when live (the marks of
+// the last pass count; Compact restores the ops).
+template <int W, typename T>
+EVOJAX_ZERO_HD void LiveBackward(const SlotMap& l, Instr<T>* code, int n, SlotSet<W>& live) {
   for (int i = n - 1; i >= 0; --i) {
     Instr<T>& I = code[i];
     const int32_t op = I.op < 0 ? -I.op : I.op;
-    const int out = SlotOf(l, OpKind(op, 2), I.o);
+    const int out = l.Of(OpKind(op, 2), I.o);
     if (!live.Has(out)) {
-      if (mark) I.op = -op;
+      I.op = -op;
       continue;
     }
+    I.op = op;
     if (!IsPartialWrite(op)) live.Remove(out);
     const int ka = OpKind(op, 0), kb = OpKind(op, 1);
-    if (ka) live.Add(SlotOf(l, ka, I.a));
-    if (kb) live.Add(SlotOf(l, kb, I.b));
+    if (ka) live.Add(l.Of(ka, I.a));
+    if (kb) live.Add(l.Of(kb, I.b));
   }
 }
 
@@ -130,60 +145,70 @@ EVOJAX_ZERO_HD int Compact(const Layout& l, Instr<T>* code, int n, bool draws_af
   return m;
 }
 
-// Eliminate the dead code of a decoded program (setup, predict, learn) in place.
-// num_classes > 0: the multi-class vector output branch. Updates len[]. `outcome`
-// (optional): per function, one DceOutcome per decoded instruction (see Compact).
-template <typename T>
-EVOJAX_ZERO_HD void EliminateDeadCode(const Layout& l, int32_t num_classes, Instr<T>* const* fn,
-                                      int* len, int32_t* const* outcome = nullptr) {
-  if (l.S + l.V + l.M > kMaxLiveSlots) {
-    if (outcome)
-      for (int f = 0; f < 3; ++f)
-        for (int i = 0; i < len[f]; ++i) outcome[f][i] = kLive;
-    return;
-  }
-  SlotSet killed, pred_out;
+template <int W, typename T>
+EVOJAX_ZERO_HD void EliminateDeadCodeIn(const Layout& layout, const SlotMap& l,
+                                        int32_t num_classes, Instr<T>* const* fn, int* len,
+                                        int32_t* const* outcome) {
+  SlotSet<W> killed, pred_out;
   killed.Clear();
   pred_out.Clear();
-  killed.Add(0);                      // s0
-  killed.Add(SlotOf(l, 2, l.vec0()));  // v0
+  killed.Add(0);                              // s0
+  killed.Add(l.Of(2, layout.vec0()));         // v0
   if (num_classes > 0) {
-    killed.Add(SlotOf(l, 2, l.vec0() + 1 * l.F));   // v1: the label vector
-    pred_out.Add(SlotOf(l, 2, l.vec0() + 2 * l.F));  // v2: the prediction vector
+    killed.Add(l.Of(2, layout.vec0() + 1 * layout.F));    // v1: the label vector
+    pred_out.Add(l.Of(2, layout.vec0() + 2 * layout.F));  // v2: the prediction vector
   } else {
     pred_out.Add(1);  // s1
   }
-  SlotSet in_predict, in_learn, end_predict, end_learn;
+  SlotSet<W> in_predict, in_learn, end_predict, end_learn;
   in_predict.Clear();
   in_learn.Clear();
   for (;;) {
     end_learn = in_predict;
     end_learn.RemoveAll(killed);
-    SlotSet new_learn = end_learn;
-    LiveBackward(l, fn[2], len[2], new_learn, false);
+    SlotSet<W> new_learn = end_learn;
+    LiveBackward(l, fn[2], len[2], new_learn);
     end_predict = new_learn;
     end_predict.AddAll(in_predict);
     end_predict.RemoveAll(killed);
     end_predict.AddAll(pred_out);
-    SlotSet new_predict = end_predict;
-    LiveBackward(l, fn[1], len[1], new_predict, false);
+    SlotSet<W> new_predict = end_predict;
+    LiveBackward(l, fn[1], len[1], new_predict);
     if (new_predict.Equals(in_predict) && new_learn.Equals(in_learn)) break;
     in_predict = new_predict;
     in_learn = new_learn;
   }
-  SlotSet live = end_learn;
-  LiveBackward(l, fn[2], len[2], live, true);
-  live = end_predict;
-  LiveBackward(l, fn[1], len[1], live, true);
-  live = end_learn;  // = what Predict reads of memory: Setup's live-out
-  LiveBackward(l, fn[0], len[0], live, true);
+  // The last round ran from the fixed point, so its marks of Predict and Learn stand.
+  SlotSet<W> live = end_learn;  // = what Predict reads of memory: Setup's live-out
+  LiveBackward(l, fn[0], len[0], live);
   // Any live random op in Predict or Learn runs after every instruction (the loop repeats).
   bool loop_draws = false;
   for (int f = 1; f <= 2; ++f)
     for (int i = 0; i < len[f]; ++i) loop_draws = loop_draws || (fn[f][i].op > 0 &&
                                                                   IsRandomOp(fn[f][i].op));
   for (int f = 0; f < 3; ++f)
-    len[f] = Compact(l, fn[f], len[f], loop_draws, outcome ? outcome[f] : nullptr);
+    len[f] = Compact(layout, fn[f], len[f], loop_draws, outcome ? outcome[f] : nullptr);
+}
+
+// Eliminate the dead code of a decoded program (setup, predict, learn) in place.
+// num_classes > 0: the multi-class vector output branch. Updates len[]. `outcome`
+// (optional): per function, one DceOutcome per decoded instruction (see Compact).
+template <typename T>
+EVOJAX_ZERO_HD void EliminateDeadCode(const Layout& l, int32_t num_classes, Instr<T>* const* fn,
+                                      int* len, int32_t* const* outcome = nullptr) {
+  SlotMap map;
+  const int slots = l.S + l.V + l.M;
+  if (slots > kMaxLiveSlots || !MakeSlotMap(l, map)) {
+    if (outcome)
+      for (int f = 0; f < 3; ++f)
+        for (int i = 0; i < len[f]; ++i) outcome[f][i] = kLive;
+    return;
+  }
+  if (slots <= 64) {
+    EliminateDeadCodeIn<1, T>(l, map, num_classes, fn, len, outcome);
+  } else {
+    EliminateDeadCodeIn<kLiveWords, T>(l, map, num_classes, fn, len, outcome);
+  }
 }
 
 }  // namespace evojax_zero
