@@ -19,7 +19,7 @@ import jax
 from flax import nnx
 
 from nas.space import DNA
-from nas.weight_sharing import diagnostics
+from nas.weight_sharing import diagnostics, step_jit
 from nas.weight_sharing.derive import derive_ints
 from nas.weight_sharing.functional import Batch, SupernetFns
 from nas.weight_sharing.selection import mix
@@ -37,8 +37,8 @@ class WeightSharingAlgorithm:
         fns, init = SupernetFns.create(self.supernet_module)
         object.__setattr__(self, "fns", fns)
         object.__setattr__(self, "_init_parts", init)
-        object.__setattr__(self, "_step", jax.jit(self._step_impl))
-        object.__setattr__(self, "_hess", jax.jit(self._hessian_impl, static_argnums=3))
+        object.__setattr__(self, "_step", step_jit.jit(self._step_impl))
+        object.__setattr__(self, "_hess", step_jit.jit(self._hessian_impl, static_argnums=3))
 
     @property
     def space(self):

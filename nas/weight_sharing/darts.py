@@ -24,6 +24,7 @@ import dataclasses
 import jax
 import optax
 
+from nas.weight_sharing import step_jit
 from nas.weight_sharing.base import WeightSharingAlgorithm
 from nas.weight_sharing.functional import all_finite, keep_if
 from nas.weight_sharing.selection import mix
@@ -86,9 +87,9 @@ class Darts(WeightSharingAlgorithm):
         object.__setattr__(self, "w_lr", self.weights.schedule(self.num_steps))
         super().__post_init__()
         if self.order == 2 and self.split_step:
-            jitted = {k: jax.jit(v) for k, v in self._pieces().items()}
-            jitted["combine_and_update"] = jax.jit(self._combine_and_update)
-            jitted["finish"] = jax.jit(self._finish)
+            jitted = {k: step_jit.jit(v) for k, v in self._pieces().items()}
+            jitted["combine_and_update"] = step_jit.jit(self._combine_and_update)
+            jitted["finish"] = step_jit.jit(self._finish)
             object.__setattr__(self, "_jitted", jitted)
             object.__setattr__(self, "_step", PiecewiseStep(self._piecewise_step, jitted))
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from nas.weight_sharing import step_jit
 from nas.weight_sharing.functional import Batch, SupernetFns, all_finite
 from nas.weight_sharing.selection import Selection
 
@@ -95,5 +96,6 @@ def check_batch(batch: Any, name: str) -> None:
 
 
 def jit_step(fn: Callable) -> Callable:
-    """``jax.jit`` of a ``step(state, train_batch, valid_batch, key)`` function."""
-    return jax.jit(fn)
+    """``jax.jit`` of a ``step(state, train_batch, valid_batch, key)`` function (with the
+    CPU compiler options of :mod:`nas.weight_sharing.step_jit`)."""
+    return step_jit.jit(fn)
