@@ -18,7 +18,8 @@ avgpool3x3, one genotype shared by every cell) on the network of ``nas.benchmark
 
 One process, same batches (``--batch`` train and valid images, NHWC for JAX, NCHW for
 torch), same threads: ``--threads 1`` sets ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
-intra_op_parallelism_threads=1`` before JAX starts and ``torch.set_num_threads(1)``;
+intra_op_parallelism_threads=1`` and ``NPROC=1`` (the size of XLA:CPU's runtime thread pools)
+before JAX starts, and ``torch.set_num_threads(1)``;
 ``--threads 0`` leaves both libraries their defaults (all cores). Each algorithm: first the
 JAX step's compile (first call, wall and CPU seconds) and torch's first step, then
 ``--rounds`` rounds of ``--steps`` steps per side, interleaved (JAX, torch, torch, JAX, ...)
@@ -50,6 +51,10 @@ if __name__ == "__main__":  # thread settings must precede JAX's start (not on i
     if _pre.parse_known_args()[0].threads == 1:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread"
                                    "_eigen=false intra_op_parallelism_threads=1").strip()
+        # XLA:CPU sizes its runtime thread pools (the thunk executor's "XLAEigen" pool, the
+        # client's) from NPROC, else from the cores it may run on: unpinned on 2 cores two
+        # threads ran independent thunks side by side, 1.7 CPU-s per wall second
+        os.environ.setdefault("NPROC", "1")
 
 import datetime  # noqa: E402
 import json  # noqa: E402
@@ -393,7 +398,8 @@ def main(argv=None):
               "torch_threads": torch.get_num_threads() if torch is not None else None,
               "torch": torch.__version__ if torch is not None else None,
               "jax": jax.__version__, "device": str(jax.devices()[0]),
-              "xla_flags": os.environ.get("XLA_FLAGS", ""), "cpus": os.cpu_count(),
+              "xla_flags": os.environ.get("XLA_FLAGS", ""), "nproc": os.environ.get("NPROC"),
+              "cpus": os.cpu_count(),
               "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes")}
     print(json.dumps(header), flush=True)
     if not args.no_check:

@@ -1,0 +1,104 @@
+"""What keeps a weight-sharing step cheap: plain-array state at the jit boundary, and the
+per-program CPU compiler options of ``nas.weight_sharing.step_jit``."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import nas
+from nas import weight_sharing as ws
+from nas.weight_sharing import step_jit
+
+
+class Zero(nnx.Module):
+    def __call__(self, x):
+        return jnp.zeros_like(x)
+
+
+class Dense(nnx.Module):
+    def __init__(self, d, *, rngs):
+        self.lin = nnx.Linear(d, d, rngs=rngs)
+        self.bn = nnx.BatchNorm(d, rngs=rngs)
+
+    def __call__(self, x):
+        return jnp.tanh(self.bn(self.lin(x)))
+
+
+class MLP(nnx.Module):
+    def __init__(self, layers, d, *, rngs):
+        self.inp = nnx.Linear(3, d, rngs=rngs)
+        self.layers = nnx.List(layers)
+        self.out = nnx.Linear(d, 2, rngs=rngs)
+
+    def __call__(self, x):
+        h = jnp.tanh(self.inp(x))
+        for layer in self.layers:
+            h = h + layer(h)
+        return self.out(h)
+
+
+def space():
+    rngs = nnx.Rngs(0)
+    layers = [nas.oneof([nas.deferred(Zero)(), nas.deferred(Dense)(4, rngs=rngs)])
+              for _ in range(2)]
+    return nas.Space(nas.deferred(MLP)(layers, 4, rngs=rngs))
+
+
+def batch(seed):
+    x = np.random.default_rng(seed).normal(size=(16, 3)).astype(np.float32)
+    return jnp.asarray(x), jnp.asarray((x[:, 0] > 0).astype(np.int32))
+
+
+def _is_variable(x):
+    return isinstance(x, nnx.Variable)
+
+
+@pytest.mark.parametrize("make", [
+    lambda sn: ws.Darts(sn, num_steps=3),
+    lambda sn: ws.Gdas(sn, num_steps=3),
+    lambda sn: ws.Enas(sn, num_steps=3),
+    lambda sn: ws.RandomSearchWS(sn, num_steps=3),
+], ids=["darts", "gdas", "enas", "rsws"])
+def test_state_is_plain_arrays_before_and_after_a_step(make):
+    # nnx.Variable leaves are rebuilt in Python at every jitted call (~4 ms per step on the
+    # speed benchmark); the state must hold plain arrays only
+    algo = make(ws.Supernet(space()))
+    state = algo.init()
+    for s in (state, algo.step(state, batch(0), batch(1), jax.random.key(0))[0]):
+        leaves = jax.tree.leaves(s, is_leaf=_is_variable)
+        assert leaves and not any(_is_variable(x) for x in leaves)
+        assert all(isinstance(x, jax.Array) for x in leaves)
+    # and the supernet is still rebuilt from it with the same weights
+    net = algo.supernet(state)
+    kernel = net.net.inp.kernel[...]
+    assert np.array_equal(np.asarray(kernel), np.asarray(state.params["net"]["inp"]["kernel"]))
+
+
+def test_cpu_compiler_options_reach_the_step_program(monkeypatch):
+    assert jax.default_backend() == "cpu"
+    assert step_jit.compiler_options() == {"xla_backend_optimization_level": 1}
+    # an option XLA does not know makes the algorithm's step fail to compile: the options
+    # are passed to its program (and read when the algorithm is built)
+    monkeypatch.setattr(step_jit, "CPU_COMPILER_OPTIONS", {"xla_no_such_option": 1})
+    algo = ws.Gdas(ws.Supernet(space()), num_steps=3)
+    with pytest.raises(Exception, match="xla_no_such_option"):
+        algo.step(algo.init(), batch(0), batch(1), jax.random.key(0))
+    monkeypatch.setattr(step_jit, "CPU_COMPILER_OPTIONS", {})
+    assert step_jit.compiler_options() is None
+
+
+def test_step_values_do_not_depend_on_the_compiler_options(monkeypatch):
+    results = []
+    for options in ({"xla_backend_optimization_level": 1}, {}):
+        monkeypatch.setattr(step_jit, "CPU_COMPILER_OPTIONS", options)
+        algo = ws.Darts(ws.Supernet(space()), num_steps=3)
+        state = algo.init()
+        for i in range(2):
+            state, metrics = algo.step(state, batch(i), batch(10 + i), jax.random.key(i))
+        results.append((state, metrics["train_loss"]))
+    (s1, l1), (s2, l2) = results
+    np.testing.assert_allclose(float(l1), float(l2), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
