@@ -20,7 +20,9 @@ One process, same batches (``--batch`` train and valid images, NHWC for JAX, NCH
 torch), same threads: ``--threads 1`` sets ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
 intra_op_parallelism_threads=1`` and ``NPROC=1`` (the size of XLA:CPU's runtime thread pools)
 before JAX starts, and ``torch.set_num_threads(1)``;
-``--threads 0`` leaves both libraries their defaults (all cores). Each algorithm: first the
+``--threads 0`` leaves both libraries their defaults (all cores). ``--keep-freed-memory``
+makes glibc keep freed memory for the whole process (both sides; see
+``nas.weight_sharing.host_memory``). Each algorithm: first the
 JAX step's compile (first call, wall and CPU seconds) and torch's first step, then
 ``--rounds`` rounds of ``--steps`` steps per side, interleaved (JAX, torch, torch, JAX, ...)
 so a change of machine load hits both. Reported: median steps per wall second and per
@@ -70,6 +72,7 @@ import nas  # noqa: E402
 from nas import weight_sharing as ws  # noqa: E402
 from nas.benchmarks import data as nas_data  # noqa: E402
 from nas.benchmarks import nb201  # noqa: E402
+from nas.weight_sharing import host_memory  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 try:
@@ -376,6 +379,9 @@ def main(argv=None):
                     help="JAX sides, comma-separated: nnx (the template as a user writes it), "
                          "canonical (edge convs with same_conv's canonical-layout VJP)")
     ap.add_argument("--no-check", action="store_true", help="skip the switch-conv check")
+    ap.add_argument("--keep-freed-memory", action="store_true",
+                    help="nas.weight_sharing.host_memory.keep_freed_memory() first (glibc keeps "
+                         "freed memory: no page faults on XLA's per-call buffers; whole process)")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     args = ap.parse_args(argv)
     args.conv = [c for c in args.conv.split(",") if c]
@@ -389,6 +395,7 @@ def main(argv=None):
     if args.threads == 1 and torch is not None:
         torch.set_num_threads(1)
         torch.set_num_interop_threads(1)
+    kept = host_memory.keep_freed_memory() if args.keep_freed_memory else False
     config = nb201.NetConfig(channels=args.channels, cells_per_stage=args.cells_per_stage)
     pairs, data_name = batches(args)
     jdata = as_jax(pairs)
@@ -399,6 +406,7 @@ def main(argv=None):
               "torch": torch.__version__ if torch is not None else None,
               "jax": jax.__version__, "device": str(jax.devices()[0]),
               "xla_flags": os.environ.get("XLA_FLAGS", ""), "nproc": os.environ.get("NPROC"),
+              "keep_freed_memory": kept,
               "cpus": os.cpu_count(),
               "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes")}
     print(json.dumps(header), flush=True)
