@@ -8,6 +8,7 @@
 See docs/weight_sharing.md.
 """
 
+from nas.weight_sharing import host_memory, step_jit
 from nas.weight_sharing.base import WeightSharingAlgorithm
 from nas.weight_sharing.controller import LSTMController
 from nas.weight_sharing.darts import Darts
@@ -28,5 +29,5 @@ __all__ = [
     "MixedOp", "RandomSearchWS", "SearchState", "Selection", "Supernet", "SupernetFns",
     "WeightOptim", "WeightSharingAlgorithm", "accuracy", "cross_entropy", "derive",
     "dominant_eigenvalue", "entropy", "evaluate", "evaluate_state", "from_dna", "gumbel",
-    "mix", "param_free_share", "plot", "run",
+    "host_memory", "mix", "param_free_share", "plot", "run", "step_jit",
 ]
