@@ -119,6 +119,10 @@ ffi::Error BuildProblem(Problem<T>& pb, ffi::DataType dt, const ffi::AnyBuffer* 
   // call; results are the same either way, the switch is for tests and benchmarks).
   const char* dce_env = std::getenv("EVOJAX_ZERO_NATIVE_DCE");
   pb.dce = !(dce_env && dce_env[0] == '0' && dce_env[1] == '\0');
+  // Programs sharing Predict and Learn in lockstep lanes (one task; interpreter.cc) unless
+  // $EVOJAX_ZERO_NATIVE_PROGRAM_LANES is "0" (same results either way).
+  const char* pl_env = std::getenv("EVOJAX_ZERO_NATIVE_PROGRAM_LANES");
+  pb.program_lanes = !(pl_env && pl_env[0] == '0' && pl_env[1] == '\0');
   if (accuracy < 0 || accuracy > F || (accuracy >= 2 && V < 3)) {
     return ffi::Error::InvalidArgument("accuracy must be 0, 1 or K classes (2 <= K <= F, V >= 3)");
   }

@@ -6,7 +6,9 @@
 // (program, group). Threads: $EVOJAX_ZERO_NUM_THREADS, else the CPUs this process may run on,
 // capped so that each thread gets at least kMinEvalsPerThread (program, task) evaluations.
 // Every pair writes only its own outputs, so results do not depend on threads or groups.
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #ifdef __linux__
@@ -52,6 +54,7 @@ int64_t DefaultThreads() {
 template <typename T> struct Workspace {
   std::vector<T> mem, saved;
   std::vector<Instr<T>> code[3];
+  std::vector<Instr<T>> lanes;  // program lanes: every lane's decoded program
 };
 
 template <typename T> Workspace<T>& LocalWorkspace() {
@@ -117,6 +120,157 @@ void BuildFeed(const Problem<T>& pb, int64_t t0, int64_t nl, int W, FeedData<T>&
   }
 }
 
+// ------------------------------------------------------------------------------------
+// Program lanes: with one task there are no tasks to share a group, but the programs of a
+// batch often share Predict and Learn (the nonlinear preset mutates only Setup; FEC-style
+// clones): those run as the lanes of one group, each lane with its own program's Setup,
+// key and outputs, so each computes exactly what it would alone.
+// ------------------------------------------------------------------------------------
+
+// The rows function f of program p runs (its size and its first size rows).
+template <typename T> void FunctionBytes(const Problem<T>& pb, int f, int64_t p,
+                                         const char* parts[3], size_t lens[3]) {
+  const FunctionArgs<T>& fa = pb.fn[f];
+  const int64_t L = fa.max_len;
+  const int64_t n = std::min<int64_t>(std::max<int32_t>(fa.size[p], 0), L);
+  parts[0] = reinterpret_cast<const char*>(fa.op + p * L);
+  lens[0] = n * sizeof(int32_t);
+  parts[1] = reinterpret_cast<const char*>(fa.addr + p * L * 3);
+  lens[1] = n * 3 * sizeof(int32_t);
+  parts[2] = reinterpret_cast<const char*>(fa.data + p * L * 4);
+  lens[2] = n * 4 * sizeof(T);
+}
+
+// Hash of program p's Predict and Learn rows (FNV-1a).
+template <typename T> uint64_t LoopHash(const Problem<T>& pb, int64_t p) {
+  uint64_t h = 1469598103934665603ULL;
+  for (int f = 1; f <= 2; ++f) {
+    const char* parts[3];
+    size_t lens[3];
+    FunctionBytes(pb, f, p, parts, lens);
+    h = (h ^ lens[0]) * 1099511628211ULL;
+    for (int k = 0; k < 3; ++k)
+      for (size_t i = 0; i < lens[k]; ++i) h = (h ^ static_cast<uint8_t>(parts[k][i])) * 1099511628211ULL;
+  }
+  return h;
+}
+
+// Programs p and q have the same Predict and Learn rows (so the same decoded, dead-code-free
+// Predict and Learn: their elimination does not depend on Setup).
+template <typename T> bool SameLoop(const Problem<T>& pb, int64_t p, int64_t q) {
+  for (int f = 1; f <= 2; ++f) {
+    const char* a[3];
+    const char* b[3];
+    size_t la[3], lb[3];
+    FunctionBytes(pb, f, p, a, la);
+    FunctionBytes(pb, f, q, b, lb);
+    for (int k = 0; k < 3; ++k)
+      if (la[k] != lb[k] || std::memcmp(a[k], b[k], la[k]) != 0) return false;
+  }
+  return true;
+}
+
+// Runs the call as program lanes when pb has one task and some programs share Predict and
+// Learn; returns false (nothing run) otherwise.
+template <int F, typename T>
+bool LaunchProgramLanes(const Problem<T>& pb, int64_t cap, int64_t mem_size) {
+  const int64_t P = pb.P;
+  std::vector<uint64_t> hash(P);
+  for (int64_t p = 0; p < P; ++p) hash[p] = LoopHash(pb, p);
+  std::vector<int64_t> order(P);
+  for (int64_t p = 0; p < P; ++p) order[p] = p;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return hash[a] < hash[b]; });
+  std::vector<int64_t> first, count;  // groups: order[first .. first + count)
+  bool shared = false;
+  for (int64_t i = 0; i < P;) {
+    int64_t j = i + 1;
+    while (j < P && hash[order[j]] == hash[order[i]] && SameLoop(pb, order[i], order[j])) ++j;
+    const int64_t n = j - i, groups = (n + cap - 1) / cap;
+    shared = shared || n > 1;
+    for (int64_t g = 0; g < groups; ++g) {
+      first.push_back(i + g * n / groups);
+      count.push_back((g + 1) * n / groups - g * n / groups);
+    }
+    i = j;
+  }
+  if (!shared) return false;
+  const int64_t items = static_cast<int64_t>(first.size());
+  // One feed per lane width (every lane reads task 0).
+  const int64_t epochs_run = pb.N > 0 ? (pb.num_train + pb.N - 1) / pb.N : 0;
+  const int widths[5] = {1, 4, 8, 12, 16};
+  FeedData<T> feeds[5];
+  bool has_feed[5] = {false, false, false, false, false};
+  for (int w = 0; w < 5; ++w) {
+    const int W = widths[w];
+    bool used = false;
+    for (int64_t g = 0; g < items; ++g) used = used || LaneWidth<F>(count[g]) == W;
+    if (!used || W * (epochs_run * pb.N + pb.num_valid) * (F + 1) > kMaxFeedElements) continue;
+    BuildFeed<F>(pb, 0, 1, W, feeds[w]);
+    has_feed[w] = true;
+  }
+  const int64_t threads =
+      std::max<int64_t>(1, std::min(DefaultThreads(), P / kMinEvalsPerThread));
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(16, items / (threads * 8)));
+  const int64_t Lmax = std::max({pb.fn[0].max_len, pb.fn[1].max_len, pb.fn[2].max_len}) + 1;
+  ThreadPool::Shared().ParallelFor(threads, items, chunk, [&](int64_t item) {
+    const int nl = static_cast<int>(count[item]);
+    const int W = LaneWidth<F>(nl);
+    Workspace<T>& ws = LocalWorkspace<T>();
+    if (static_cast<int64_t>(ws.mem.size()) < mem_size * W) ws.mem.resize(mem_size * W);
+    if (W > 1 && static_cast<int64_t>(ws.saved.size()) < mem_size * W) {
+      ws.saved.resize(mem_size * W);
+    }
+    if (static_cast<int64_t>(ws.lanes.size()) < kMaxLanes * 3 * Lmax) {
+      ws.lanes.resize(kMaxLanes * 3 * Lmax);
+    }
+    int64_t progs[kMaxLanes];
+    const Instr<T>* setup[kMaxLanes];
+    int setup_len[kMaxLanes];
+    Code<T> code;
+    for (int l = 0; l < nl; ++l) {  // each lane's program decoded (its own Setup)
+      progs[l] = order[first[item] + l];
+      Instr<T>* out[3];
+      int len[3];
+      for (int f = 0; f < 3; ++f) out[f] = ws.lanes.data() + (l * 3 + f) * Lmax;
+      DecodeProgram<T>(pb, progs[l], out, len);
+      setup[l] = out[0];
+      setup_len[l] = len[0];
+      if (l == 0) {
+        for (int f = 0; f < 3; ++f) {
+          code.fn[f] = out[f];
+          code.len[f] = len[f];
+        }
+      }
+    }
+    const ProgramLanes<T> pl{progs, setup, setup_len};
+    const GroupMemory<T> g_mem{ws.mem.data(), W, mem_size, ws.saved.data()};
+    int wi = 0;
+    while (widths[wi] != W) ++wi;
+    Feed<T> fd_storage;
+    const Feed<T>* fd = nullptr;
+    if (has_feed[wi]) {
+      fd_storage = feeds[wi].feed();
+      fd = &fd_storage;
+    }
+    const ZigguratTables* zig = &Ziggurat();
+    switch (W) {
+      case 1: RunGroup<F, 1, T>(pb, progs[0], 0, 1, code, g_mem, zig, fd, &pl); break;
+      case 4: RunGroup<F, 4, T>(pb, progs[0], 0, nl, code, g_mem, zig, fd, &pl); break;
+      default:
+        if constexpr (F <= 8) {
+          switch (W) {
+            case 8: RunGroup<F, 8, T>(pb, progs[0], 0, nl, code, g_mem, zig, fd, &pl); break;
+            case 12: RunGroup<F, 12, T>(pb, progs[0], 0, nl, code, g_mem, zig, fd, &pl); break;
+            default: RunGroup<F, 16, T>(pb, progs[0], 0, nl, code, g_mem, zig, fd, &pl); break;
+          }
+        }
+        break;
+    }
+  });
+  return true;
+}
+
 template <int F, typename T> ffi::Error Launch(const Problem<T>& pb, const Device&) {
   const int64_t total = pb.P * pb.T_;
   if (total <= 0) return ffi::Error::Success();
@@ -124,6 +278,10 @@ template <int F, typename T> ffi::Error Launch(const Problem<T>& pb, const Devic
   int64_t cap = kMaxLanes;
   while (cap > 1 && mem_size * static_cast<int64_t>(sizeof(T)) * cap > kGroupMemoryBytes) cap /= 2;
   if (F > 8) cap = cap >= 4 ? 4 : 1;
+  if (pb.program_lanes && pb.T_ == 1 && pb.P > 1 && cap > 1 &&
+      LaunchProgramLanes<F, T>(pb, cap, mem_size)) {
+    return ffi::Error::Success();
+  }
   const int64_t per_program = (pb.T_ + cap - 1) / cap;  // groups per program
   const int64_t items = pb.P * per_program;
   // The groups (the same for every program) and their feeds, when these stay small.

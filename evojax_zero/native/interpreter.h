@@ -58,6 +58,7 @@ template <typename T> struct Problem {
   bool accuracy;             // binary accuracy (sigmoid of s1)
   int32_t num_classes;       // > 0: multi-class accuracy, the vector output branch (below)
   bool dce;                  // drop dead code before running (liveness.h); same results
+  bool program_lanes;        // one task: run programs sharing Predict/Learn in lanes (CPU)
   FunctionArgs<T> fn[3];     // setup, predict, learn
   const T* train_x;          // [T, N, F]
   const T* train_y;          // [T, N]
@@ -112,6 +113,7 @@ template <typename T> struct GroupMemory {
 
 // One lane's run: its task, outputs and progress.
 template <typename T> struct Lane {
+  int64_t p;          // program
   int64_t t;          // task
   bool live;          // not stopped in training
   int64_t steps_run;  // train steps run (a stopping step counts)
@@ -132,6 +134,7 @@ EVOJAX_ZERO_HD inline void StartLane(const Problem<T>& pb, int64_t p, int64_t t,
   const int64_t N = pb.N;
   const int64_t n_first = math::Min(N, pb.num_train);
   const int64_t epochs_run = N > 0 ? (pb.num_train + N - 1) / N : 0;
+  lane.p = p;
   lane.t = t;
   lane.live = true;
   lane.steps_run = 0;
@@ -475,23 +478,40 @@ EVOJAX_ZERO_HD void ValidateEpoch(const Problem<T>& pb, const Code<T>& code, int
 // those pairs' outputs. The whole per-pair semantics; the CPU and CUDA drivers differ only
 // in how many lanes a group has, where code and memory live and whether examples come
 // from a Feed. For W > 1 the group's stride must be W; lanes nl .. W - 1 are ghosts.
+//
+// Program lanes (`pl` non-null, CPU): lane l runs program pl->p[l] on task t0, with its own
+// Setup (pl->setup[l]); `code`'s Predict and Learn must be those of every lane's program.
+template <typename T> struct ProgramLanes {
+  const int64_t* p;               // [nl] programs
+  const Instr<T>* const* setup;   // [nl] decoded Setup code
+  const int* setup_len;           // [nl]
+};
+
 template <int F, int W, typename T>
 EVOJAX_ZERO_HD void RunGroup(const Problem<T>& pb, int64_t p, int64_t t0, int nl,
                              const Code<T>& code, const GroupMemory<T>& g,
-                             const ZigguratTables* zig, const Feed<T>* feed = nullptr) {
+                             const ZigguratTables* zig, const Feed<T>* feed = nullptr,
+                             const ProgramLanes<T>* pl = nullptr) {
   nl = W == 1 ? 1 : nl;
   const int64_t S = W > 1 ? W : g.stride;
   Lane<T> lanes[W];
   Rng rng[W];
   bool real[W];
   for (int l = 0; l < W; ++l) real[l] = l < nl;
-  for (int l = 0; l < nl; ++l) StartLane(pb, p, t0 + l, lanes[l], rng[l], zig);
+  for (int l = 0; l < nl; ++l)
+    StartLane(pb, pl ? pl->p[l] : p, pl ? t0 : t0 + l, lanes[l], rng[l], zig);
   if (W > 1) {
     for (int64_t k = 0; k < g.mem_size * W; ++k) g.mem[k] = T(0);
   } else {
     for (int64_t k = 0; k < g.mem_size; ++k) g.mem[k * S] = T(0);
   }
-  Execute<F, W>(code.fn[0], code.len[0], g.mem, S, rng, real);
+  if (pl) {
+    for (int l = 0; l < nl; ++l)
+      ExecuteOneLane<F, T, StridedMem<T>>(pl->setup[l], pl->setup_len[l],
+                                          StridedMem<T>{g.mem + l, S}, rng[l]);
+  } else {
+    Execute<F, W>(code.fn[0], code.len[0], g.mem, S, rng, real);
+  }
 
   const int64_t N = pb.N;
   const int64_t epochs_run = N > 0 ? (pb.num_train + N - 1) / N : 0;
@@ -503,7 +523,7 @@ EVOJAX_ZERO_HD void RunGroup(const Problem<T>& pb, int64_t p, int64_t t0, int nl
     ValidateEpoch<F, W>(pb, code, epoch, nl, lanes, rng, g, feed);
   }
   for (int l = 0; l < nl; ++l) {
-    const int64_t pt = p * pb.T_ + lanes[l].t;
+    const int64_t pt = lanes[l].p * pb.T_ + lanes[l].t;
     if (pb.stopped) pb.stopped[pt] = lanes[l].live ? 0 : 1;
     if (pb.train_steps) pb.train_steps[pt] = static_cast<int32_t>(lanes[l].steps_run);
   }
