@@ -18,7 +18,9 @@ are not the same draws as the XLA evaluator's.
 Dead code: before running a program the kernel drops every instruction whose result cannot
 reach a prediction (``liveness.h``; docs/evaluator.md "Dead-code elimination"); results are
 bit-identical either way. ``$EVOJAX_ZERO_NATIVE_DCE=0`` (read at each call) turns it off;
-:func:`dead_code` shows what the pass does to one program.
+:func:`dead_code` shows what the pass does to one program. With one task, programs that share
+Predict and Learn run in lockstep lanes (``$EVOJAX_ZERO_NATIVE_PROGRAM_LANES=0`` turns that
+off; same results).
 
 Sharding: on a multi-device mesh, :func:`evaluate` under ``jax.jit`` is partitioned along the
 program axis (a ``custom_partitioning`` rule): each device evaluates its own rows.
