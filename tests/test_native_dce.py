@@ -13,7 +13,6 @@ binary accuracy, multi-class, one task (one lane) and several (lockstep lanes), 
 from __future__ import annotations
 
 import contextlib
-import os
 
 import jax
 import jax.numpy as jnp
@@ -53,15 +52,9 @@ def outcomes(spec, lists, num_classes=0):
 
 @contextlib.contextmanager
 def dce(enabled: bool):
-    old = os.environ.get("EVOJAX_ZERO_NATIVE_DCE")
-    os.environ["EVOJAX_ZERO_NATIVE_DCE"] = "1" if enabled else "0"
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # the kernel reads it at each call
+        mp.setenv("EVOJAX_ZERO_NATIVE_DCE", "1" if enabled else "0")
         yield
-    finally:
-        if old is None:
-            os.environ.pop("EVOJAX_ZERO_NATIVE_DCE")
-        else:
-            os.environ["EVOJAX_ZERO_NATIVE_DCE"] = old
 
 
 # ---------------------------------------------------------------------------------------------

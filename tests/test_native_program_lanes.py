@@ -9,7 +9,6 @@ early stops, binary and multi-class accuracy, f32 and f64.
 from __future__ import annotations
 
 import contextlib
-import os
 
 import jax
 import numpy as np
@@ -27,15 +26,9 @@ pytestmark = pytest.mark.skipif(not native.available(),
 
 @contextlib.contextmanager
 def program_lanes(enabled: bool):
-    old = os.environ.get("EVOJAX_ZERO_NATIVE_PROGRAM_LANES")
-    os.environ["EVOJAX_ZERO_NATIVE_PROGRAM_LANES"] = "1" if enabled else "0"
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # the kernel reads it at each call
+        mp.setenv("EVOJAX_ZERO_NATIVE_PROGRAM_LANES", "1" if enabled else "0")
         yield
-    finally:
-        if old is None:
-            os.environ.pop("EVOJAX_ZERO_NATIVE_PROGRAM_LANES")
-        else:
-            os.environ["EVOJAX_ZERO_NATIVE_PROGRAM_LANES"] = old
 
 
 def families(rng, make_program, make_setup, sizes):

@@ -5,48 +5,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from weight_sharing_cells import Net, data, template
+from weight_sharing_cells import MLP, Dense, Net, Skip, Zero, data, template
 
 import nas
 from nas import weight_sharing as ws
 from nas.weight_sharing.supernet import MixedOp
 
 
-class Zero(nnx.Module):
-    def __call__(self, x):
-        return jnp.zeros_like(x)
-
-
-class Identity(nnx.Module):
-    def __call__(self, x):
-        return x
-
-
-class Dense(nnx.Module):
-    def __init__(self, d, *, rngs):
-        self.lin = nnx.Linear(d, d, rngs=rngs)
-        self.bn = nnx.BatchNorm(d, rngs=rngs)  # state that a forward pass updates
-
-    def __call__(self, x):
-        return jnp.tanh(self.bn(self.lin(x)))
-
-
-class MLP(nnx.Module):
-    def __init__(self, layers, d, *, rngs):
-        self.inp = nnx.Linear(3, d, rngs=rngs)
-        self.layers = nnx.List(layers)
-        self.out = nnx.Linear(d, 2, rngs=rngs)
-
-    def __call__(self, x):
-        h = jnp.tanh(self.inp(x))
-        for layer in self.layers:
-            h = h + layer(h)
-        return self.out(h)
-
-
 def mlp_space(d=4, seed=0):
     rngs = nnx.Rngs(seed)
-    layers = [nas.oneof([nas.deferred(Zero)(), nas.deferred(Identity)(),
+    layers = [nas.oneof([nas.deferred(Zero)(), nas.deferred(Skip)(),
                          nas.deferred(Dense)(d, rngs=rngs)]) for _ in range(2)]
     return nas.Space(nas.deferred(MLP)(layers, d, rngs=rngs))
 

@@ -8,37 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from weight_sharing_cells import MLP, Dense, Zero
 
 import nas
 from nas import weight_sharing as ws
 from nas.weight_sharing import step_jit
-
-
-class Zero(nnx.Module):
-    def __call__(self, x):
-        return jnp.zeros_like(x)
-
-
-class Dense(nnx.Module):
-    def __init__(self, d, *, rngs):
-        self.lin = nnx.Linear(d, d, rngs=rngs)
-        self.bn = nnx.BatchNorm(d, rngs=rngs)
-
-    def __call__(self, x):
-        return jnp.tanh(self.bn(self.lin(x)))
-
-
-class MLP(nnx.Module):
-    def __init__(self, layers, d, *, rngs):
-        self.inp = nnx.Linear(3, d, rngs=rngs)
-        self.layers = nnx.List(layers)
-        self.out = nnx.Linear(d, 2, rngs=rngs)
-
-    def __call__(self, x):
-        h = jnp.tanh(self.inp(x))
-        for layer in self.layers:
-            h = h + layer(h)
-        return self.out(h)
 
 
 def space():

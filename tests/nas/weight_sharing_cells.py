@@ -24,6 +24,32 @@ class Skip(nnx.Module):
         return x
 
 
+class Dense(nnx.Module):
+    """A dense layer with batch statistics (state that a forward pass updates)."""
+
+    def __init__(self, d, *, rngs):
+        self.lin = nnx.Linear(d, d, rngs=rngs)
+        self.bn = nnx.BatchNorm(d, rngs=rngs)
+
+    def __call__(self, x):
+        return jnp.tanh(self.bn(self.lin(x)))
+
+
+class MLP(nnx.Module):
+    """Residual layers between a 3-feature input and 2 logits: the small non-cell template."""
+
+    def __init__(self, layers, d, *, rngs):
+        self.inp = nnx.Linear(3, d, rngs=rngs)
+        self.layers = nnx.List(layers)
+        self.out = nnx.Linear(d, 2, rngs=rngs)
+
+    def __call__(self, x):
+        h = jnp.tanh(self.inp(x))
+        for layer in self.layers:
+            h = h + layer(h)
+        return self.out(h)
+
+
 class ReLUConv(nnx.Module):
     def __init__(self, channels: int, kernel: int, *, rngs: nnx.Rngs):
         self.conv = nnx.Conv(channels, channels, (kernel, kernel), padding="SAME", rngs=rngs)
