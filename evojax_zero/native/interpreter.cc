@@ -87,6 +87,37 @@ template <int F> int LaneWidth(int64_t nl) {
   return 16;
 }
 
+// The thread's workspace sized for a group of width W.
+template <typename T> Workspace<T>& GroupWorkspace(int64_t mem_size, int W) {
+  Workspace<T>& ws = LocalWorkspace<T>();
+  if (static_cast<int64_t>(ws.mem.size()) < mem_size * W) ws.mem.resize(mem_size * W);
+  if (W > 1 && static_cast<int64_t>(ws.saved.size()) < mem_size * W) {
+    ws.saved.resize(mem_size * W);
+  }
+  return ws;
+}
+
+// RunGroup at the compile-time lane width W (one of LaneWidth's values).
+template <int F, typename T>
+void RunGroupOfWidth(int W, const Problem<T>& pb, int64_t p, int64_t t0, int nl,
+                     const Code<T>& code, const GroupMemory<T>& g_mem, const Feed<T>* fd,
+                     const ProgramLanes<T>* pl = nullptr) {
+  const ZigguratTables* zig = &Ziggurat();
+  switch (W) {
+    case 1: RunGroup<F, 1, T>(pb, p, t0, 1, code, g_mem, zig, fd, pl); break;
+    case 4: RunGroup<F, 4, T>(pb, p, t0, nl, code, g_mem, zig, fd, pl); break;
+    default:
+      if constexpr (F <= 8) {
+        switch (W) {
+          case 8: RunGroup<F, 8, T>(pb, p, t0, nl, code, g_mem, zig, fd, pl); break;
+          case 12: RunGroup<F, 12, T>(pb, p, t0, nl, code, g_mem, zig, fd, pl); break;
+          default: RunGroup<F, 16, T>(pb, p, t0, nl, code, g_mem, zig, fd, pl); break;
+        }
+      }
+      break;
+  }
+}
+
 // A group's examples in lane order (interpreter.h's Feed), built once per call.
 template <typename T> struct FeedData {
   std::vector<T> train_x, train_y, valid_x, valid_y;
@@ -216,11 +247,7 @@ bool LaunchProgramLanes(const Problem<T>& pb, int64_t cap, int64_t mem_size) {
   ThreadPool::Shared().ParallelFor(threads, items, chunk, [&](int64_t item) {
     const int nl = static_cast<int>(count[item]);
     const int W = LaneWidth<F>(nl);
-    Workspace<T>& ws = LocalWorkspace<T>();
-    if (static_cast<int64_t>(ws.mem.size()) < mem_size * W) ws.mem.resize(mem_size * W);
-    if (W > 1 && static_cast<int64_t>(ws.saved.size()) < mem_size * W) {
-      ws.saved.resize(mem_size * W);
-    }
+    Workspace<T>& ws = GroupWorkspace<T>(mem_size, W);
     if (static_cast<int64_t>(ws.lanes.size()) < kMaxLanes * 3 * Lmax) {
       ws.lanes.resize(kMaxLanes * 3 * Lmax);
     }
@@ -253,20 +280,7 @@ bool LaunchProgramLanes(const Problem<T>& pb, int64_t cap, int64_t mem_size) {
       fd_storage = feeds[wi].feed();
       fd = &fd_storage;
     }
-    const ZigguratTables* zig = &Ziggurat();
-    switch (W) {
-      case 1: RunGroup<F, 1, T>(pb, progs[0], 0, 1, code, g_mem, zig, fd, &pl); break;
-      case 4: RunGroup<F, 4, T>(pb, progs[0], 0, nl, code, g_mem, zig, fd, &pl); break;
-      default:
-        if constexpr (F <= 8) {
-          switch (W) {
-            case 8: RunGroup<F, 8, T>(pb, progs[0], 0, nl, code, g_mem, zig, fd, &pl); break;
-            case 12: RunGroup<F, 12, T>(pb, progs[0], 0, nl, code, g_mem, zig, fd, &pl); break;
-            default: RunGroup<F, 16, T>(pb, progs[0], 0, nl, code, g_mem, zig, fd, &pl); break;
-          }
-        }
-        break;
-    }
+    RunGroupOfWidth<F, T>(W, pb, progs[0], 0, nl, code, g_mem, fd, &pl);
   });
   return true;
 }
@@ -311,11 +325,7 @@ template <int F, typename T> ffi::Error Launch(const Problem<T>& pb, const Devic
     const int64_t t0 = group_t0[g];
     const int nl = static_cast<int>(group_nl[g]);
     const int W = group_w[g];
-    Workspace<T>& ws = LocalWorkspace<T>();
-    if (static_cast<int64_t>(ws.mem.size()) < mem_size * W) ws.mem.resize(mem_size * W);
-    if (W > 1 && static_cast<int64_t>(ws.saved.size()) < mem_size * W) {
-      ws.saved.resize(mem_size * W);
-    }
+    Workspace<T>& ws = GroupWorkspace<T>(mem_size, W);
     Code<T> code;
     DecodeInto(pb, p, ws, code);
     const GroupMemory<T> g_mem{ws.mem.data(), W, mem_size, ws.saved.data()};
@@ -325,20 +335,7 @@ template <int F, typename T> ffi::Error Launch(const Problem<T>& pb, const Devic
       fd_storage = feeds[g].feed();
       fd = &fd_storage;
     }
-    const ZigguratTables* zig = &Ziggurat();
-    switch (W) {
-      case 1: RunGroup<F, 1, T>(pb, p, t0, 1, code, g_mem, zig, fd); break;
-      case 4: RunGroup<F, 4, T>(pb, p, t0, nl, code, g_mem, zig, fd); break;
-      default:
-        if constexpr (F <= 8) {
-          switch (W) {
-            case 8: RunGroup<F, 8, T>(pb, p, t0, nl, code, g_mem, zig, fd); break;
-            case 12: RunGroup<F, 12, T>(pb, p, t0, nl, code, g_mem, zig, fd); break;
-            default: RunGroup<F, 16, T>(pb, p, t0, nl, code, g_mem, zig, fd); break;
-          }
-        }
-        break;
-    }
+    RunGroupOfWidth<F, T>(W, pb, p, t0, nl, code, g_mem, fd);
   });
   return ffi::Error::Success();
 }

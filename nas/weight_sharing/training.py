@@ -10,7 +10,6 @@ rate 3e-4, betas (0.5, 0.999), weight decay 1e-3 (coupled, as PyTorch's Adam).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -18,7 +17,6 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from nas.weight_sharing import step_jit
 from nas.weight_sharing.functional import Batch, SupernetFns, all_finite
 from nas.weight_sharing.selection import Selection
 
@@ -93,9 +91,3 @@ def check_batch(batch: Any, name: str) -> None:
     """``ValueError`` unless ``batch`` is an ``(x, y)`` pair of arrays."""
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
         raise ValueError(f"{name} must be a pair (x, y) of arrays, got {type(batch).__name__}")
-
-
-def jit_step(fn: Callable) -> Callable:
-    """``jax.jit`` of a ``step(state, train_batch, valid_batch, key)`` function (with the
-    CPU compiler options of :mod:`nas.weight_sharing.step_jit`)."""
-    return step_jit.jit(fn)
