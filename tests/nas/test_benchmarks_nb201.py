@@ -61,6 +61,37 @@ def test_parameter_free_cell_matches_numpy_dag():
     np.testing.assert_allclose(cell(jnp.asarray(x)), n3, rtol=1e-5, atol=1e-5)
 
 
+def _np_batch_norm(x, scale, bias, eps=1e-5):
+    """Batch-statistics normalization over (N, H, W) in float64 (NumPy reference)."""
+    x = x.astype(np.float64)
+    mean = x.mean(axis=(0, 1, 2))
+    var = ((x - mean) ** 2).mean(axis=(0, 1, 2))
+    return (x - mean) / np.sqrt(var + eps) * scale + bias
+
+
+def test_batch_stat_norm_value_and_gradient_match_numpy():
+    rng = np.random.default_rng(0)
+    # an offset mean (3) and a tiny-variance channel check the centred variance
+    x = (rng.normal(size=(4, 5, 5, 3)) * [1.0, 0.5, 1e-2] + 3.0).astype(np.float32)
+    norm = nb201.BatchStatNorm(3)
+    norm.scale[...] = jnp.array([1.5, -0.5, 2.0])
+    norm.bias[...] = jnp.array([0.1, 0.2, -0.3])
+    scale, bias = np.asarray(norm.scale[...]), np.asarray(norm.bias[...])
+    np.testing.assert_allclose(norm(jnp.asarray(x)), _np_batch_norm(x, scale, bias),
+                               rtol=1e-4, atol=2e-4)
+    # gradient of sum(w * norm(x)) in x, against central differences of the float64 reference
+    w = rng.normal(size=x.shape)
+    got = jax.grad(lambda x: jnp.sum(jnp.asarray(w, jnp.float32) * norm(x)))(jnp.asarray(x))
+    h = 1e-6
+    for idx in [(0, 0, 0, 0), (1, 2, 3, 1), (3, 4, 4, 2), (2, 0, 1, 2)]:
+        up, down = x.astype(np.float64), x.astype(np.float64)
+        up[idx] += h
+        down[idx] -= h
+        fd = (np.sum(w * _np_batch_norm(up, scale, bias))
+              - np.sum(w * _np_batch_norm(down, scale, bias))) / (2 * h)
+        np.testing.assert_allclose(float(got[idx]), fd, rtol=2e-3, atol=2e-3)
+
+
 def test_reaches_output_and_arch_string():
     assert not nb201.reaches_output([0] * 6)
     assert nb201.reaches_output([0, 0, 0, 1, 0, 0])  # direct 0 -> 3
