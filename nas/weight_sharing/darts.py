@@ -109,7 +109,7 @@ class Darts(WeightSharingAlgorithm):
         serves every loss gradient of the step): ``(loss, metric, new_rest, dw, da,
         virtual, w_plus, w_minus, eps)`` with ``virtual = base - xi * (dw + wd * base)``
         (the virtual step, ``xi`` the weight lr at ``step``) and ``w+- = base +- eps * dw``,
-        ``eps = 0.01 / ||dw||`` (the paper's eq. 8)."""
+        ``eps = 0.01 / ||dw||`` (the paper's eq. 8; None for the exact hypergradient)."""
         fns, sp = self.fns, self.space
 
         def f(params, arch):
@@ -119,6 +119,8 @@ class Darts(WeightSharingAlgorithm):
             f, argnums=(0, 1), has_aux=True)(params, arch)
         xi, wd = self.w_lr(step), self.weights.weight_decay
         virtual = jax.tree.map(lambda w, d: w - xi * (d + wd * w), base, dw)
+        if self.hypergradient == "exact":  # no finite difference: fewer outputs to make
+            return loss, metric, new_rest, dw, da, virtual, None, None, None
         eps = 0.01 / _global_norm(dw)
         w_plus = jax.tree.map(lambda w, d: w + eps * d, base, dw)
         w_minus = jax.tree.map(lambda w, d: w - eps * d, base, dw)
@@ -132,9 +134,17 @@ class Darts(WeightSharingAlgorithm):
 
     def _mixed_hvp(self, params, arch, rest, batch, v):
         """``d/d arch <grad_w loss(w, arch), v>`` at ``w = params``: the exact second-order
-        term, as the directional derivative of ``grad_arch loss`` along ``v`` (forward over
-        reverse)."""
-        return jax.jvp(lambda w: self._arch_grad(w, arch, rest, batch), (params,), (v,))[1]
+        term, as the gradient in ``arch`` of the loss' directional derivative along ``v``
+        (reverse over forward; the forward-over-reverse form ran 1.45x slower on the speed
+        benchmark, 2026-12-01)."""
+        fns, sp = self.fns, self.space
+
+        def directional(a):
+            def f(w):
+                return fns.loss(w, a, rest, batch, mix(sp, fns.alpha(a)))[0]
+            return jax.jvp(f, (params,), (v,))[1]
+
+        return jax.grad(directional)(arch)
 
     def _combine(self, step, da, second):
         """The hypergradient: ``da - xi * hvp`` (exact) or ``da - xi * (g+ - g-) / 2 eps``
