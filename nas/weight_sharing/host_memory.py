@@ -6,7 +6,9 @@ and faults on each of them (the speed benchmark's DARTS second-order step: 65,00
 faults and 0.17 s of system time per 0.52 s step). :func:`keep_freed_memory` tells glibc to
 serve large blocks from the heap and not to return freed memory to the system, so later
 steps reuse the same pages (that step: 88 faults, 0.33 s). It changes the whole process'
-allocator (the heap stays at its peak size), so the library never calls it by itself.
+allocator (the heap stays at its peak size); the search loop
+:func:`nas.weight_sharing.driver.run` calls it on the CPU unless told not to, and code
+that calls ``algorithm.step`` itself may call it once before its first step.
 Setting ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824`` in the environment before
 Python starts does the same.
 """

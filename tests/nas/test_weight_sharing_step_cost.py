@@ -55,10 +55,13 @@ def test_state_is_plain_arrays_before_and_after_a_step(make):
 def test_cpu_compiler_options_reach_the_step_program(monkeypatch):
     assert jax.default_backend() == "cpu"
     assert step_jit.compiler_options() == {"xla_backend_optimization_level": 1}
-    # an option XLA does not know makes the algorithm's step fail to compile: the options
-    # are passed to its program (and read when the algorithm is built)
+    # an option XLA does not know makes the supernet's build and the algorithm's step fail
+    # to compile: the options are passed to both programs (read when each is built)
+    supernet = ws.Supernet(space())
     monkeypatch.setattr(step_jit, "CPU_COMPILER_OPTIONS", {"xla_no_such_option": 1})
-    algo = ws.Gdas(ws.Supernet(space()), num_steps=3)
+    with pytest.raises(Exception, match="xla_no_such_option"):
+        ws.Supernet(space())
+    algo = ws.Gdas(supernet, num_steps=3)
     with pytest.raises(Exception, match="xla_no_such_option"):
         algo.step(algo.init(), batch(0), batch(1), jax.random.key(0))
     monkeypatch.setattr(step_jit, "CPU_COMPILER_OPTIONS", {})
@@ -116,3 +119,19 @@ def test_keep_freed_memory_rejects_a_bad_threshold():
 
     with pytest.raises(ValueError, match="trim_threshold"):
         host_memory.keep_freed_memory(0)
+
+
+@pytest.mark.parametrize("setting, calls", [(None, 1), (True, 1), (False, 0)])
+def test_search_loop_keeps_freed_memory_on_the_cpu_unless_told_not_to(monkeypatch, setting,
+                                                                      calls):
+    from nas.weight_sharing import driver, host_memory  # noqa: PLC0415
+
+    called = []
+    monkeypatch.setattr(host_memory, "keep_freed_memory", lambda: called.append(1) or True)
+    algo = ws.Darts(ws.Supernet(space()), num_steps=1)
+    driver.run(algo, lambda i: (batch(0), batch(1)), 1, key=jax.random.key(0),
+               keep_freed_memory=setting)
+    assert len(called) == (calls if jax.default_backend() == "cpu" or setting else 0)
+    with pytest.raises(ValueError, match="keep_freed_memory"):
+        driver.run(algo, lambda i: (batch(0), batch(1)), 1, key=jax.random.key(0),
+                   keep_freed_memory="yes")
