@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from weight_sharing_cells import OPS, Cell, Net, data, edge, template
+from weight_sharing_cells import MLP, OPS, Cell, Net, Skip, data, edge, template
 
 import nas
 from nas import weight_sharing as ws
@@ -215,6 +215,45 @@ def test_nothing_to_share_is_rejected_naming_the_decision():
         ws.Supernet(nas.Space(nas.deferred(Act)(nas.oneof(["relu", "tanh"], name="act"))))
     with pytest.raises(ValueError, match="'picks'.*manyof among constants"):
         ws.Supernet(nas.Space(nas.deferred(Node)(nas.manyof(2, [0, 1, 2], name="picks"))))
+
+
+class Scaled(nnx.Module):
+    """A layer whose constructor reads a weight's value in Python: it cannot be traced."""
+
+    def __init__(self, d, *, rngs):
+        self.lin = nnx.Linear(d, d, rngs=rngs)
+        self.gain = 1.0 / float(jnp.abs(self.lin.kernel[...]).sum())
+
+    def __call__(self, x):
+        return self.gain * self.lin(x)
+
+
+def test_build_is_one_compiled_program_with_the_eager_weights_or_eager_when_untraceable(
+        monkeypatch):
+    from nas.weight_sharing import supernet as supernet_mod  # noqa: PLC0415
+
+    sp = nas.Space(template())
+    traced = ws.Supernet(sp)
+    assert all(isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
+               for x in jax.tree.leaves(nnx.state(traced)))
+    eager_builds = []
+    monkeypatch.setattr(supernet_mod.jax, "jit", lambda f, **kw: eager_builds.append(1) or f)
+    eager = ws.Supernet(sp)
+    monkeypatch.undo()
+    assert eager_builds  # the build went through jax.jit, which was replaced here
+    for a, b in zip(jax.tree.leaves(nnx.state(traced)), jax.tree.leaves(nnx.state(eager)),
+                    strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    # a constructor that needs concrete values is built eagerly instead
+    rngs = nnx.Rngs(0)
+    layers = [nas.oneof([nas.deferred(Scaled)(4, rngs=rngs), nas.deferred(Skip)()],
+                        name="layer")]
+    sn = ws.Supernet(nas.Space(nas.deferred(MLP)(layers, 4, rngs=rngs)))
+    scaled = sn.net.layers[0].candidates[0]
+    assert isinstance(scaled.gain, float)
+    assert scaled.gain == pytest.approx(1.0 / float(jnp.abs(scaled.lin.kernel[...]).sum()))
+    out = sn(jnp.ones((2, 3)), selection=ws.mix(sn.space, sn.alpha[...]))
+    assert out.shape == (2, 2) and bool(jnp.all(jnp.isfinite(out)))
 
 
 def test_candidates_with_different_output_shapes_are_rejected_naming_the_decision():
