@@ -50,7 +50,10 @@ NUM_NODES = 4
 
 
 class BatchStatNorm(nnx.Module):
-    """Batch norm over (N, H, W) with learned affine parameters and no running statistics."""
+    """Batch norm over (N, H, W) with learned affine parameters and no running statistics.
+
+    The committed ground-truth table was trained with ``(x - mean) * rsqrt(jnp.var(x) +
+    eps) * scale + bias``, which differs from this form only by float rounding."""
 
     def __init__(self, channels: int, *, eps: float = 1e-5, rngs: nnx.Rngs | None = None):
         del rngs

@@ -198,7 +198,6 @@ class _Builder:
     def __init__(self, space: Space, seed: int | None, canonical_convs: bool = True):
         self.space = space
         self.canonical_convs = canonical_convs
-        self.mixed: list[MixedOp] = []
         # like space.materialize: fresh copies of the template's nnx.Rngs (never advanced)
         fresh = getattr(space, "_fresh_rngs", None)
         self.rngs = fresh(seed) if fresh is not None else (lambda r: r)
@@ -207,9 +206,7 @@ class _Builder:
         return self.space.int_decisions[slot].name
 
     def mixed_op(self, slot: int, candidates: list) -> MixedOp:
-        op = MixedOp(self.name(slot), slot, candidates, self.canonical_convs)
-        self.mixed.append(op)
-        return op
+        return MixedOp(self.name(slot), slot, candidates, self.canonical_convs)
 
     def build(self, node: Any, in_ctor: bool) -> Any:
         if isinstance(node, _CChoice):
