@@ -36,6 +36,7 @@ The architecture is passed at call time: ``supernet(x, selection=sel)`` (see
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import Any
 
 import jax
@@ -295,14 +296,19 @@ def _holds_tracer(module: Any) -> bool:
         for _, node in nnx.iter_graph(module))
 
 
+_COMPILED_BUILDS: dict[str, Any] = {}
+_MAX_COMPILED_BUILDS = 16
+
+
 def _build(space: Space, seed: int | None, canonical_convs: bool) -> Any:
     """The template with mixed ops, its weights initialised in one compiled program.
 
     Built eagerly, every distinct weight shape compiles its own initializer (on the speed
     benchmark's NB-201 supernet, 12 shapes, 17 CPU-s); traced once under ``jax.jit`` at the
-    step programs' compiler options, the whole build took 7 CPU-s, with the same weights.
-    A constructor that cannot be traced (Python control flow on array values, arrays kept
-    outside ``nnx.Variable``) is built eagerly instead."""
+    step programs' compiler options, the whole build took 7 CPU-s, with the same weights;
+    building the same template again reuses the compiled program. A constructor that
+    cannot be traced (Python control flow on array values, arrays kept outside
+    ``nnx.Variable``) is built eagerly instead."""
     graph = {}
 
     def weights():
@@ -312,11 +318,21 @@ def _build(space: Space, seed: int | None, canonical_convs: bool) -> Any:
         graph["def"], state = nnx.split(net)
         return state
 
+    options = step_jit.compiler_options()
     try:
-        state = jax.jit(weights, compiler_options=step_jit.compiler_options())()
+        lowered = jax.jit(weights, compiler_options=options).lower()
     except _TRACER_ERRORS:
         return _Builder(space, seed, canonical_convs).build(space._tree, False)
-    return nnx.merge(graph["def"], state)
+    # each build traces a new function, which jax.jit would compile again: reuse the
+    # executable of an identical program (same template and seed) instead
+    # (the program's text without source locations, which name the caller's line)
+    key = hashlib.sha256((lowered.as_text(debug_info=False)
+                          + repr(sorted((options or {}).items()))).encode())
+    compiled = _COMPILED_BUILDS.pop(key.hexdigest(), None) or lowered.compile()
+    _COMPILED_BUILDS[key.hexdigest()] = compiled  # most recent last
+    while len(_COMPILED_BUILDS) > _MAX_COMPILED_BUILDS:
+        del _COMPILED_BUILDS[next(iter(_COMPILED_BUILDS))]
+    return nnx.merge(graph["def"], compiled())
 
 
 def _count_params(module: nnx.Module) -> int:

@@ -228,22 +228,28 @@ class Scaled(nnx.Module):
         return self.gain * self.lin(x)
 
 
-def test_build_is_one_compiled_program_with_the_eager_weights_or_eager_when_untraceable(
-        monkeypatch):
+def test_build_is_one_compiled_program_with_the_eager_weights_or_eager_when_untraceable():
     from nas.weight_sharing import supernet as supernet_mod  # noqa: PLC0415
 
     sp = nas.Space(template())
+    supernet_mod._COMPILED_BUILDS.clear()
     traced = ws.Supernet(sp)
+    assert len(supernet_mod._COMPILED_BUILDS) == 1  # the build was one compiled program
     assert all(isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
                for x in jax.tree.leaves(nnx.state(traced)))
-    eager_builds = []
-    monkeypatch.setattr(supernet_mod.jax, "jit", lambda f, **kw: eager_builds.append(1) or f)
-    eager = ws.Supernet(sp)
-    monkeypatch.undo()
-    assert eager_builds  # the build went through jax.jit, which was replaced here
-    for a, b in zip(jax.tree.leaves(nnx.state(traced)), jax.tree.leaves(nnx.state(eager)),
+    eager = supernet_mod._Builder(sp, None, True).build(sp._tree, False)  # op by op
+    for a, b in zip(jax.tree.leaves(nnx.state(traced.net)), jax.tree.leaves(nnx.state(eager)),
                     strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    # the same template again reuses the compiled build; another seed is another program
+    again, reseeded = ws.Supernet(sp), ws.Supernet(sp, seed=1)
+    assert len(supernet_mod._COMPILED_BUILDS) == 2
+    for a, b, c in zip(jax.tree.leaves(nnx.state(traced, nnx.Param)),
+                       jax.tree.leaves(nnx.state(again, nnx.Param)),
+                       jax.tree.leaves(nnx.state(reseeded, nnx.Param)), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert a.size == 1 or not np.array_equal(np.asarray(a), np.asarray(c)) or \
+            np.all(np.asarray(a) == np.asarray(a).flat[0])  # constant inits (bias, scale)
     # a constructor that needs concrete values is built eagerly instead
     rngs = nnx.Rngs(0)
     layers = [nas.oneof([nas.deferred(Scaled)(4, rngs=rngs), nas.deferred(Skip)()],
