@@ -332,7 +332,10 @@ def _build(space: Space, seed: int | None, canonical_convs: bool) -> Any:
     _COMPILED_BUILDS[key.hexdigest()] = compiled  # most recent last
     while len(_COMPILED_BUILDS) > _MAX_COMPILED_BUILDS:
         del _COMPILED_BUILDS[next(iter(_COMPILED_BUILDS))]
-    return nnx.merge(graph["def"], compiled())
+    # the outputs in this trace's structure (an identical program may come from a template
+    # whose attributes are named otherwise)
+    state = jax.tree.unflatten(lowered.out_tree, jax.tree.leaves(compiled()))
+    return nnx.merge(graph["def"], state)
 
 
 def _count_params(module: nnx.Module) -> int:
