@@ -51,10 +51,26 @@ def outcomes(spec, lists, num_classes=0):
 
 
 @contextlib.contextmanager
-def dce(enabled: bool):
-    with pytest.MonkeyPatch.context() as mp:  # the kernel reads it at each call
-        mp.setenv("EVOJAX_ZERO_NATIVE_DCE", "1" if enabled else "0")
+def native_switch(variable: str, enabled: bool):
+    """The kernel's on/off environment switch ``variable`` (read at each call) set."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(variable, "1" if enabled else "0")
         yield
+
+
+def traces_on_and_off(spec, progs, tasks, key, variable="EVOJAX_ZERO_NATIVE_DCE"):
+    """``{False: trace, True: trace}`` of the native kernel with ``variable`` off and on."""
+    runs = {}
+    for flag in (False, True):
+        with native_switch(variable, flag):
+            runs[flag] = jax.tree.map(np.asarray, jax.device_get(
+                native.trace(spec, None, progs, tasks, key)))
+    return runs
+
+
+def assert_same_bits(runs, what=None):
+    for name, a in runs[False].items():
+        assert np.array_equal(a, runs[True][name], equal_nan=True), (what, name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,13 +157,8 @@ def test_hand_worked_programs_run_the_same():
         pop = P.stack([P.from_lists(spec, **{fn: p.get(fn, []) for fn in FNS}) for p in progs])
         tasks = T.linear_regression(num_tasks=3, num_train=30, num_valid=10, num_epochs=2,
                                     dtype=jnp.float64)
-        runs = {}
-        for flag in (False, True):
-            with dce(flag):
-                runs[flag] = jax.tree.map(np.asarray, jax.device_get(
-                    native.trace(spec, None, pop, tasks, jax.random.key(2))))
-    for name, a in runs[False].items():
-        assert np.array_equal(a, runs[True][name], equal_nan=True), name
+        runs = traces_on_and_off(spec, pop, tasks, jax.random.key(2))
+    assert_same_bits(runs)
     # The random programs really draw: other keys give other predictions.
     assert np.unique(runs[True]["train_prediction"][4]).size > 30
 
@@ -214,20 +225,6 @@ def test_matches_python_liveness_on_random_programs():
 # ---------------------------------------------------------------------------------------------
 
 
-def _traces(spec, progs, tasks, key):
-    runs = {}
-    for flag in (False, True):
-        with dce(flag):
-            runs[flag] = jax.tree.map(np.asarray, jax.device_get(
-                native.trace(spec, None, progs, tasks, key)))
-    return runs
-
-
-def _assert_same(runs, what):
-    for name, a in runs[False].items():
-        assert np.array_equal(a, runs[True][name], equal_nan=True), (what, name)
-
-
 @pytest.mark.parametrize("precision", ["float64", "float32"])
 @pytest.mark.parametrize("eval_type", ["rms_error", "accuracy"])
 @pytest.mark.parametrize("num_tasks", [1, 5])
@@ -237,8 +234,9 @@ def test_same_bits_all_ops(precision, eval_type, num_tasks):
     task_list = [props.random_task(rng, eval_type) for _ in range(num_tasks)]
     with x64(precision):
         pop = P.stack([P.from_lists(props.ALL_SPEC, **p) for p in progs])
-        runs = _traces(props.ALL_SPEC, pop, to_tasks(task_list, precision), jax.random.key(4))
-    _assert_same(runs, (precision, eval_type, num_tasks))
+        runs = traces_on_and_off(props.ALL_SPEC, pop, to_tasks(task_list, precision),
+                                 jax.random.key(4))
+    assert_same_bits(runs, (precision, eval_type, num_tasks))
     pred = runs[True]["valid_prediction"]
     assert np.unique(pred[np.isfinite(pred)]).size >= 10 and runs[True]["stopped"].any()
 
@@ -250,8 +248,8 @@ def test_same_bits_random_draws(precision, num_tasks):
         pop = P.stack([P.from_lists(RAND_SPEC, **p) for p in _random_ops_population(300, 5)])
         tasks = T.linear_regression(num_tasks=num_tasks, num_train=20, num_valid=10,
                                     num_epochs=2, dtype=jnp.dtype(precision))
-        runs = _traces(RAND_SPEC, pop, tasks, jax.random.key(9))
-    _assert_same(runs, (precision, num_tasks))
+        runs = traces_on_and_off(RAND_SPEC, pop, tasks, jax.random.key(9))
+    assert_same_bits(runs, (precision, num_tasks))
     assert np.unique(runs[True]["fitness"]).size > 50
 
 
@@ -263,8 +261,8 @@ def test_same_bits_multiclass(precision, num_tasks):
     task_list = [tmc.random_task(rng, 3) for _ in range(num_tasks)]
     with x64(precision):
         pop = P.stack([P.from_lists(tmc.RAND_SPEC, **p) for p in progs])
-        runs = _traces(tmc.RAND_SPEC, pop, tmc.to_tasks(task_list, precision),
+        runs = traces_on_and_off(tmc.RAND_SPEC, pop, tmc.to_tasks(task_list, precision),
                        jax.random.key(1))
-    _assert_same(runs, (precision, num_tasks))
+    assert_same_bits(runs, (precision, num_tasks))
     assert np.unique(runs[True]["fitness"]).size > 3
 

@@ -8,27 +8,19 @@ early stops, binary and multi-class accuracy, f32 and f64.
 
 from __future__ import annotations
 
-import contextlib
-
 import jax
 import numpy as np
 import pytest
 import test_conformance_properties as props
 import test_multiclass as tmc
 from test_conformance import to_tasks, x64
+from test_native_dce import assert_same_bits, traces_on_and_off
 
 from evojax_zero import native
 from evojax_zero import program as P
 
 pytestmark = pytest.mark.skipif(not native.available(),
                                 reason=f"native backend unavailable: {native.why_unavailable()}")
-
-
-@contextlib.contextmanager
-def program_lanes(enabled: bool):
-    with pytest.MonkeyPatch.context() as mp:  # the kernel reads it at each call
-        mp.setenv("EVOJAX_ZERO_NATIVE_PROGRAM_LANES", "1" if enabled else "0")
-        yield
 
 
 def families(rng, make_program, make_setup, sizes):
@@ -46,13 +38,9 @@ def families(rng, make_program, make_setup, sizes):
 def run_both(spec, progs, tasks, precision):
     with x64(precision):
         pop = P.stack([P.from_lists(spec, **p) for p in progs])
-        runs = {}
-        for flag in (False, True):
-            with program_lanes(flag):
-                runs[flag] = jax.tree.map(np.asarray, jax.device_get(
-                    native.trace(spec, None, pop, tasks, jax.random.key(5))))
-    for name, a in runs[False].items():
-        assert np.array_equal(a, runs[True][name], equal_nan=True), name
+        runs = traces_on_and_off(spec, pop, tasks, jax.random.key(5),
+                                 "EVOJAX_ZERO_NATIVE_PROGRAM_LANES")
+    assert_same_bits(runs)
     return runs[True]
 
 

@@ -103,6 +103,10 @@ class Darts(WeightSharingAlgorithm):
     # equal shapes: the train and valid batches share one compile of the loss gradient)
     # instead of one program holding five backward passes: the first step compiles in
     # about a third of the time, and later steps run the same computation.
+    def _mixed_loss(self, params, arch, rest, batch):
+        """``(loss, (metric, new_rest))`` with every candidate mixed by ``softmax(alpha)``."""
+        return self.fns.loss(params, arch, rest, batch, mix(self.space, self.fns.alpha(arch)))
+
     def _loss_grads(self, params, arch, rest, batch, base, step):
         """The loss under ``mix(alpha)`` and its gradients, plus the cheap elementwise
         points the second-order step needs next, from ``dw`` and ``base`` (one compile
@@ -110,13 +114,8 @@ class Darts(WeightSharingAlgorithm):
         virtual, w_plus, w_minus, eps)`` with ``virtual = base - xi * (dw + wd * base)``
         (the virtual step, ``xi`` the weight lr at ``step``) and ``w+- = base +- eps * dw``,
         ``eps = 0.01 / ||dw||`` (the paper's eq. 8; None for the exact hypergradient)."""
-        fns, sp = self.fns, self.space
-
-        def f(params, arch):
-            return fns.loss(params, arch, rest, batch, mix(sp, fns.alpha(arch)))
-
         (loss, (metric, new_rest)), (dw, da) = jax.value_and_grad(
-            f, argnums=(0, 1), has_aux=True)(params, arch)
+            self._mixed_loss, argnums=(0, 1), has_aux=True)(params, arch, rest, batch)
         xi, wd = self.w_lr(step), self.weights.weight_decay
         virtual = jax.tree.map(lambda w, d: w - xi * (d + wd * w), base, dw)
         if self.hypergradient == "exact":  # no finite difference: fewer outputs to make
@@ -128,21 +127,15 @@ class Darts(WeightSharingAlgorithm):
 
     def _arch_grad(self, params, arch, rest, batch):
         """``d loss / d arch`` under ``mix(alpha)`` (the finite difference's w+ and w-)."""
-        fns, sp = self.fns, self.space
-        return jax.grad(lambda a: fns.loss(params, a, rest, batch, mix(sp, fns.alpha(a)))[0])(
-            arch)
+        return jax.grad(lambda a: self._mixed_loss(params, a, rest, batch)[0])(arch)
 
     def _mixed_hvp(self, params, arch, rest, batch, v):
         """``d/d arch <grad_w loss(w, arch), v>`` at ``w = params``: the exact second-order
         term, as the gradient in ``arch`` of the loss' directional derivative along ``v``
         (reverse over forward; the forward-over-reverse form ran 1.45x slower on the speed
         benchmark, 2026-12-01)."""
-        fns, sp = self.fns, self.space
-
         def directional(a):
-            def f(w):
-                return fns.loss(w, a, rest, batch, mix(sp, fns.alpha(a)))[0]
-            return jax.jvp(f, (params,), (v,))[1]
+            return jax.jvp(lambda w: self._mixed_loss(w, a, rest, batch)[0], (params,), (v,))[1]
 
         return jax.grad(directional)(arch)
 
@@ -176,13 +169,8 @@ class Darts(WeightSharingAlgorithm):
         """``(grad wrt arch, valid_loss)`` for this algorithm's order / hypergradient
         (pure, jittable as one program)."""
         if self.order == 1:
-            fns, sp = self.fns, self.space
-
-            def val_loss(arch):
-                return fns.loss(state.params, arch, state.rest, valid_batch,
-                                mix(sp, fns.alpha(arch)))[0]
-
-            loss, da = jax.value_and_grad(val_loss)(state.arch)
+            loss, da = jax.value_and_grad(lambda a: self._mixed_loss(
+                state.params, a, state.rest, valid_batch)[0])(state.arch)
             return da, loss
         da, loss, second = self._hypergradient(state, train_batch, valid_batch, self._pieces())
         return self._combine(state.step, da, second), loss
@@ -212,9 +200,8 @@ class Darts(WeightSharingAlgorithm):
         del key  # deterministic
         a_grad, v_loss = self.arch_gradient(state, train_batch, valid_batch)
         moved = self._arch_update(state, a_grad)
-        fns, sp = self.fns, self.space
-        (t_loss, (t_acc, rest)), dw = jax.value_and_grad(fns.loss, has_aux=True)(
-            moved.params, moved.arch, state.rest, train_batch, mix(sp, fns.alpha(moved.arch)))
+        (t_loss, (t_acc, rest)), dw = jax.value_and_grad(self._mixed_loss, has_aux=True)(
+            moved.params, moved.arch, state.rest, train_batch)
         return self._finish(state, moved, a_grad, v_loss, t_loss, t_acc, rest, dw)
 
     def _piecewise_step(self, state: SearchState, train_batch, valid_batch, key):

@@ -311,8 +311,11 @@ def _build(space: Space, seed: int | None, canonical_convs: bool) -> Any:
     ``nnx.Variable``) is built eagerly instead."""
     graph = {}
 
+    def eager():
+        return _Builder(space, seed, canonical_convs).build(space._tree, False)
+
     def weights():
-        net = _Builder(space, seed, canonical_convs).build(space._tree, False)
+        net = eager()
         if _holds_tracer(net):
             raise jax.errors.UnexpectedTracerError("array kept outside an nnx.Variable")
         graph["def"], state = nnx.split(net)
@@ -322,14 +325,14 @@ def _build(space: Space, seed: int | None, canonical_convs: bool) -> Any:
     try:
         lowered = jax.jit(weights, compiler_options=options).lower()
     except _TRACER_ERRORS:
-        return _Builder(space, seed, canonical_convs).build(space._tree, False)
+        return eager()
     # each build traces a new function, which jax.jit would compile again: reuse the
     # executable of an identical program (same template and seed) instead
     # (the program's text without source locations, which name the caller's line)
     key = hashlib.sha256((lowered.as_text(debug_info=False)
-                          + repr(sorted((options or {}).items()))).encode())
-    compiled = _COMPILED_BUILDS.pop(key.hexdigest(), None) or lowered.compile()
-    _COMPILED_BUILDS[key.hexdigest()] = compiled  # most recent last
+                          + repr(sorted((options or {}).items()))).encode()).hexdigest()
+    compiled = _COMPILED_BUILDS.pop(key, None) or lowered.compile()
+    _COMPILED_BUILDS[key] = compiled  # most recent last
     while len(_COMPILED_BUILDS) > _MAX_COMPILED_BUILDS:
         del _COMPILED_BUILDS[next(iter(_COMPILED_BUILDS))]
     # the outputs in this trace's structure (an identical program may come from a template
