@@ -118,6 +118,18 @@ void RunGroupOfWidth(int W, const Problem<T>& pb, int64_t p, int64_t t0, int nl,
   }
 }
 
+// Elements of a feed for a group of width W (kept below kMaxFeedElements).
+template <int F, typename T> int64_t FeedElements(const Problem<T>& pb, int W) {
+  const int64_t epochs_run = pb.N > 0 ? (pb.num_train + pb.N - 1) / pb.N : 0;
+  return W * (epochs_run * pb.N + pb.num_valid) * (F + 1);
+}
+
+// Threads for `evals` (program, task) evaluations, and the work items each takes at a time.
+inline void ParallelPlan(int64_t evals, int64_t items, int64_t& threads, int64_t& chunk) {
+  threads = std::max<int64_t>(1, std::min(DefaultThreads(), evals / kMinEvalsPerThread));
+  chunk = std::max<int64_t>(1, std::min<int64_t>(16, items / (threads * 8)));
+}
+
 // A group's examples in lane order (interpreter.h's Feed), built once per call.
 template <typename T> struct FeedData {
   std::vector<T> train_x, train_y, valid_x, valid_y;
@@ -228,7 +240,6 @@ bool LaunchProgramLanes(const Problem<T>& pb, int64_t cap, int64_t mem_size) {
   if (!shared) return false;
   const int64_t items = static_cast<int64_t>(first.size());
   // One feed per lane width (every lane reads task 0).
-  const int64_t epochs_run = pb.N > 0 ? (pb.num_train + pb.N - 1) / pb.N : 0;
   const int widths[5] = {1, 4, 8, 12, 16};
   FeedData<T> feeds[5];
   bool has_feed[5] = {false, false, false, false, false};
@@ -236,13 +247,12 @@ bool LaunchProgramLanes(const Problem<T>& pb, int64_t cap, int64_t mem_size) {
     const int W = widths[w];
     bool used = false;
     for (int64_t g = 0; g < items; ++g) used = used || LaneWidth<F>(count[g]) == W;
-    if (!used || W * (epochs_run * pb.N + pb.num_valid) * (F + 1) > kMaxFeedElements) continue;
+    if (!used || FeedElements<F>(pb, W) > kMaxFeedElements) continue;
     BuildFeed<F>(pb, 0, 1, W, feeds[w]);
     has_feed[w] = true;
   }
-  const int64_t threads =
-      std::max<int64_t>(1, std::min(DefaultThreads(), P / kMinEvalsPerThread));
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(16, items / (threads * 8)));
+  int64_t threads, chunk;
+  ParallelPlan(P, items, threads, chunk);
   const int64_t Lmax = std::max({pb.fn[0].max_len, pb.fn[1].max_len, pb.fn[2].max_len}) + 1;
   ThreadPool::Shared().ParallelFor(threads, items, chunk, [&](int64_t item) {
     const int nl = static_cast<int>(count[item]);
@@ -302,13 +312,11 @@ template <int F, typename T> ffi::Error Launch(const Problem<T>& pb, const Devic
   std::vector<int64_t> group_t0(per_program), group_nl(per_program);
   std::vector<int> group_w(per_program);
   int64_t feed_elems = 0;
-  const int64_t N = pb.N;
-  const int64_t epochs_run = N > 0 ? (pb.num_train + N - 1) / N : 0;
   for (int64_t g = 0; g < per_program; ++g) {
     group_t0[g] = g * pb.T_ / per_program;
     group_nl[g] = (g + 1) * pb.T_ / per_program - group_t0[g];
     group_w[g] = LaneWidth<F>(group_nl[g]);
-    feed_elems += group_w[g] * (epochs_run * N + pb.num_valid) * (F + 1);
+    feed_elems += FeedElements<F>(pb, group_w[g]);
   }
   std::vector<FeedData<T>> feeds;
   if (feed_elems <= kMaxFeedElements) {
@@ -316,9 +324,8 @@ template <int F, typename T> ffi::Error Launch(const Problem<T>& pb, const Devic
     for (int64_t g = 0; g < per_program; ++g)
       BuildFeed<F>(pb, group_t0[g], group_nl[g], group_w[g], feeds[g]);
   }
-  const int64_t threads =
-      std::max<int64_t>(1, std::min(DefaultThreads(), total / kMinEvalsPerThread));
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(16, items / (threads * 8)));
+  int64_t threads, chunk;
+  ParallelPlan(total, items, threads, chunk);
   ThreadPool::Shared().ParallelFor(threads, items, chunk, [&](int64_t item) {
     const int64_t p = item / per_program;
     const int64_t g = item % per_program;
